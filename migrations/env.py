@@ -1,0 +1,68 @@
+"""Alembic environment: URL from tracker.config Settings, metadata from tracker.models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import context
+
+from tracker import models  # noqa: F401  (registers every table on Base.metadata)
+from tracker.config import Settings
+from tracker.db import Base
+from tracker.db import UTCDateTime
+from tracker.db import make_engine
+
+config = context.config
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    # Revisions must not depend on our TypeDecorator: write it as the plain column type.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _url() -> str:
+    return config.attributes.get("database_url") or Settings().database_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_url(),
+        target_metadata=Base.metadata,
+        literal_binds=True,
+        render_as_batch=_url().startswith("sqlite"),
+        render_item=_render_item,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(_url())
+    with engine.connect() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+def _run(connection: Any) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        compare_type=True,
+        render_as_batch=connection.dialect.name == "sqlite",
+        render_item=_render_item,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

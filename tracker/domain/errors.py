@@ -1,0 +1,57 @@
+"""TrackerError and the closed, documented vocabulary of reason codes.
+
+Clients switch on ``reason``, never on message text. Adding a code means adding it here, with
+its description; the API document lists this table.
+"""
+
+from __future__ import annotations
+
+REASONS: dict[str, str] = {
+    # generic request problems
+    "invalid_request": "The request body or parameters are not valid.",
+    "not_found": "No such record, or it is not visible to you.",
+    "forbidden": "Your role or site does not allow this action.",
+    "unauthenticated": "Log in or present a valid device token.",
+    "csrf_failed": "The form or request lacked a valid CSRF token.",
+    "conflict": "The record changed underneath you; reload and try again.",
+    "naive_datetime": "A date-time without a UTC offset was given.",
+    "reason_required": "A reason is required for this change.",
+    "internal_error": "Something failed on the server; nothing was changed.",
+    "session_expired": "The session was idle too long; log in again.",
+    # login and signatures (21 CFR 11.200/11.300)
+    "bad_credentials": "Unknown user or wrong password.",
+    "account_locked": "Too many failed attempts; the account is locked for a while.",
+    "account_inactive": "The account is deactivated.",
+    "signature_failed": "The password re-entered for the signature was wrong.",
+    # identifiers (tracker.domain.identifiers produces these)
+    "empty": "Nothing was scanned.",
+    "unknown_code": "The code is not one this system knows.",
+    "malformed": "The code has the wrong length or characters for its type.",
+    "bad_check_character": "The ISO 7064 check character does not match.",
+    "bad_check_digit": "The GS1 check digit does not match.",
+    "bad_flags": "The DIN flag characters are invalid.",
+    "bad_date": "The date in the code is not a real date.",
+    "unknown_ai": "The GS1 application identifier is not supported.",
+    "compound_count_mismatch": "The compound message count disagrees with its content.",
+    "not_allowed_in_compound": "This data structure may not appear inside a compound message.",
+    "retired_structure": "The data structure is retired in ISBT 128.",
+    "caps_lock": "The scan arrived in the wrong letter case: is Caps Lock on?",
+    "keyboard_layout": "The scanner and computer keyboard layouts disagree.",
+    # custody
+    "invalid_transition": "The item cannot move from its current state to that state.",
+    "duplicate_identifier": "That identifier is already registered.",
+    "coi_mismatch": "The item belongs to a different chain of identity (another patient).",
+    "correction_target_invalid": "Only an existing event of the same chain can be corrected.",
+}
+
+
+class TrackerError(Exception):
+    """A refusal with a stable reason code and a human message."""
+
+    def __init__(self, reason: str, message: str | None = None, **details: object) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"undocumented reason code: {reason!r}")
+        self.reason = reason
+        self.message = message or REASONS[reason]
+        self.details = details
+        super().__init__(f"{reason}: {self.message}")

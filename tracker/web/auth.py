@@ -1,0 +1,159 @@
+"""Sessions (Flask-Login), idle timeout, login/logout pages and API principal resolution."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint
+from flask import Flask
+from flask import flash
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask.typing import ResponseReturnValue
+from flask_login import LoginManager
+from flask_login import UserMixin
+from flask_login import current_user
+from flask_login import login_user
+from flask_login import logout_user
+from flask_wtf.csrf import CSRFProtect
+
+from tracker.domain.errors import TrackerError
+from tracker.models import User
+from tracker.services import auth as auth_service
+from tracker.services.principals import Principal
+from tracker.services.principals import principal_for_user
+from tracker.web.runtime import runtime
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.session_protection = "strong"
+csrf = CSRFProtect()
+
+bp = Blueprint("auth", __name__)
+
+
+class SessionUser(UserMixin):  # type: ignore[misc]
+    def __init__(self, user: User) -> None:
+        self.user_id = user.id
+        self.username = user.username
+        self.full_name = user.full_name
+        self.session_version = user.session_version
+        self.principal = principal_for_user(user)
+
+    def get_id(self) -> str:
+        # Carrying the version lets an administrator revoke every session by bumping it.
+        return f"{self.user_id}:{self.session_version}"
+
+
+@login_manager.user_loader  # type: ignore[untyped-decorator]
+def _load_user(raw: str) -> SessionUser | None:
+    try:
+        user_id, version = (int(part) for part in raw.split(":", 1))
+    except ValueError:
+        return None
+    with runtime().uow() as uow:
+        user = uow.session.get(User, user_id)
+        if user is None or not user.active or user.session_version != version:
+            return None
+        return SessionUser(user)
+
+
+def _enforce_idle_timeout() -> ResponseReturnValue | None:
+    if not current_user.is_authenticated:
+        return None
+    rt = runtime()
+    now = rt.clock.now().timestamp()
+    last = session.get("last_seen")
+    limit = timedelta(minutes=rt.settings.idle_timeout_minutes).total_seconds()
+    if last is not None and now - float(last) > limit:
+        logout_user()
+        session.clear()
+        if request.path.startswith("/api/"):
+            raise TrackerError("session_expired")
+        flash("Your session was idle too long. Please log in again.", "warning")
+        return redirect(url_for("auth.login", next=request.path))
+    session["last_seen"] = now
+    return None
+
+
+def current_principal() -> Principal:
+    """The acting principal for this request: device token, or logged-in user."""
+    cached: Principal | None = g.get("principal")
+    if cached is not None:
+        return cached
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        rt = runtime()
+        with rt.uow() as uow:
+            device = auth_service.authenticate_device(
+                uow=uow, token=header.removeprefix("Bearer ").strip(), now=rt.clock.now()
+            )
+            uow.commit()
+            principal = Principal(
+                user_id=None, name=device.name, device_id=device.id, device_site_id=device.site_id
+            )
+    elif current_user.is_authenticated:
+        principal = current_user.principal
+    else:
+        raise TrackerError("unauthenticated")
+    g.principal = principal
+    return principal
+
+
+def init_auth(app: Flask) -> None:
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    app.before_request(_enforce_idle_timeout)
+    app.register_blueprint(bp)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an open redirect after login is a phishing aid.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("ui.orders")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    if request.method == "GET":
+        return render_template("login.html", next=request.args.get("next", ""))
+    rt = runtime()
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    try:
+        with rt.uow() as uow:
+            user = auth_service.authenticate(
+                uow=uow,
+                hasher=rt.hasher,
+                settings=rt.settings,
+                username=username,
+                password=password,
+                now=rt.clock.now(),
+            )
+            session_user = SessionUser(user)
+    except TrackerError as exc:
+        # The form is shown again (200) with the coded reason; the API answers with 401/423.
+        return render_template(
+            "login.html",
+            error=exc.message,
+            reason=exc.reason,
+            username=username,
+            next=request.form.get("next", ""),
+        )
+    session.clear()
+    login_user(session_user)
+    session["last_seen"] = rt.clock.now().timestamp()
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> ResponseReturnValue:
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,3 @@
+from tracker.web import create_app
+
+app = create_app()
