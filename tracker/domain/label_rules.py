@@ -14,6 +14,8 @@ from typing import Literal
 
 from tracker.domain.custody import ItemKind
 from tracker.domain.errors import TrackerError
+from tracker.domain.identifiers import INTERNAL_ID_ALPHABET
+from tracker.domain.identifiers import isbt_check_character
 
 
 class LabelKind(StrEnum):
@@ -145,6 +147,35 @@ def last4(value: str | None) -> str:
     """The last four characters of a serial or seal for a courier ticket (``----`` if none)."""
     cleaned = (value or "").strip()
     return cleaned[-4:].rjust(4, "-") if cleaned else "----"
+
+
+JOB_CODE_PREFIX: Final = "JOB-"
+JOB_CODE_BODY: Final = 6
+
+
+def courier_job_code(body: str) -> str:
+    """``JOB-`` + 6 characters + check character: the opaque code on a courier ticket.
+
+    Short enough for the 4x2 ticket's barcode, and typed back by couriers (SMS replies), so
+    it uses the internal-id alphabet and carries a MOD 37-2 check character; bodies whose
+    check character falls outside that alphabet raise ValueError (draw another).
+    """
+    if len(body) != JOB_CODE_BODY or not set(body) <= set(INTERNAL_ID_ALPHABET):
+        raise ValueError(f"a job code body is {JOB_CODE_BODY} of {INTERNAL_ID_ALPHABET}")
+    check = isbt_check_character(f"JOB{body}")
+    if check not in INTERNAL_ID_ALPHABET:
+        raise ValueError("this body's check character is never issued")
+    return f"{JOB_CODE_PREFIX}{body}{check}"
+
+
+def is_courier_job_code(text: str) -> bool:
+    """True for a well-formed job code whose check character matches."""
+    if not text.startswith(JOB_CODE_PREFIX) or len(text) != len(JOB_CODE_PREFIX) + 7:
+        return False
+    try:
+        return courier_job_code(text[4:-1]) == text
+    except ValueError:
+        return False
 
 
 def decide_reprint(*, printed_before: bool, reprint: bool, reason: str | None) -> str | None:

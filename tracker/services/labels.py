@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from functools import cache
 from typing import Any
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from labels import samples
 from labels.data import ApheresisBagLabel
 from labels.data import CourierJobTicket
 from labels.data import CryoshipperLabel
@@ -620,12 +622,15 @@ def _courier_job(
     shipment = target.shipment
     assert shipment is not None
     # The job code is issued with the ticket's first print and reused on every reprint.
-    job_code = session.scalar(
-        select(LabelPrint.job_code)
-        .where(LabelPrint.shipment_id == shipment.id, LabelPrint.job_code.is_not(None))
-        .order_by(LabelPrint.id)
-        .limit(1)
-    ) or str(identifiers.new_internal_id(InternalKind.courier_job, secrets.token_bytes))
+    job_code = (
+        session.scalar(
+            select(LabelPrint.job_code)
+            .where(LabelPrint.shipment_id == shipment.id, LabelPrint.job_code.is_not(None))
+            .order_by(LabelPrint.id)
+            .limit(1)
+        )
+        or new_job_code()
+    )
     # Logistics only: business addresses, windows, last four of shipper and seal. Never the
     # COI, a DIN, the patient or the product (DOMAIN.md section 6, courier messages).
     data = CourierJobTicket(
@@ -743,6 +748,16 @@ def _printer_for(session: Session, principal: Principal, public_id: str, site: S
             "invalid_request", f"printer {printer.name} is not at {site.name}, where this is"
         )
     return printer
+
+
+def new_job_code() -> str:
+    """A fresh courier job code (``JOB-`` + 6 random characters + check character)."""
+    while True:  # about 30% of bodies have a check character that is never issued
+        body = "".join(secrets.choice(identifiers.INTERNAL_ID_ALPHABET) for _ in range(6))
+        try:
+            return rules.courier_job_code(body)
+        except ValueError:
+            continue
 
 
 def new_label_token() -> str:
@@ -878,15 +893,21 @@ def preview_label(
 PREVIEW_MARK = "PREVIEW - NOT A LABEL"
 
 
+def _mark_size(width: int, height: int) -> int:
+    # Wide enough to cross the label, small enough that the whole mark stays on it.
+    return max(10, min(height // 5, int(width / (len(PREVIEW_MARK) * 0.68))))
+
+
 def watermark(image: bytes, fmt: PreviewFormat) -> bytes:
     """Stamp a preview so a screenshot of it is never mistaken for a printed label."""
     if fmt == "svg":
         text = image.decode("utf-8")
         box = text[text.index('viewBox="') + 9 :].split('"', 1)[0].split()
         width, height = int(box[2]), int(box[3])
+        font_size = _mark_size(width, height)
         mark = (
             f'<text data-field="preview" x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-            f'font-family="sans-serif" font-weight="bold" font-size="{height // 9}" '
+            f'font-family="sans-serif" font-weight="bold" font-size="{font_size}" '
             f'fill="#b91c1c" fill-opacity="0.45" '
             f'transform="rotate(-18 {width / 2} {height / 2})">{PREVIEW_MARK}</text>'
         )
@@ -894,7 +915,7 @@ def watermark(image: bytes, fmt: PreviewFormat) -> bytes:
     base = Image.open(io.BytesIO(image)).convert("RGB")
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    size = max(12, base.height // 9)
+    size = _mark_size(base.width, base.height)
     try:
         font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(
             "DejaVuSans-Bold.ttf", size
@@ -996,3 +1017,124 @@ def resolve_link(session: Session, principal: Principal, token: str) -> tuple[st
         return order.public_id, f"shipment-{shipment.public_id if shipment else ''}"
     item = session.get(Item, record.item_id)
     return order.public_id, f"item-{item.public_id if item else ''}"
+
+
+def label_overview(session: Session, principal: Principal, *, limit: int = 200) -> dict[str, Any]:
+    """Orders (newest first) with their bags and shipments, and shippers, with print counts."""
+    orders = list(
+        session.scalars(
+            scope_orders(select(TherapyOrder), principal)
+            .order_by(TherapyOrder.id.desc())
+            .limit(limit)
+        )
+    )
+    sites = principal.site_ids
+    shipper_stmt = select(Item).where(Item.kind == ItemKind.cryoshipper.value).order_by(Item.id)
+    if sites is not None:
+        shipper_stmt = shipper_stmt.where(Item.site_id.in_(sites))
+    shippers = list(session.scalars(shipper_stmt))
+    item_ids = [i.id for o in orders for i in o.items] + [s.id for s in shippers]
+    shipment_ids = [s.id for o in orders for s in o.shipments]
+    counts: dict[tuple[str, int | None, str], tuple[int, datetime]] = {}
+    stmt = (
+        select(
+            LabelPrint.item_id,
+            LabelPrint.shipment_id,
+            LabelPrint.label_kind,
+            func.count(LabelPrint.id),
+            func.max(LabelPrint.requested_at),
+        )
+        .where(
+            LabelPrint.status == PrintStatus.done.value,
+            LabelPrint.item_id.in_(item_ids) | LabelPrint.shipment_id.in_(shipment_ids),
+        )
+        .group_by(LabelPrint.item_id, LabelPrint.shipment_id, LabelPrint.label_kind)
+    )
+    for item_id, shipment_id, kind, count, last in session.execute(stmt):
+        key = ("item", item_id, kind) if item_id else ("shipment", shipment_id, kind)
+        counts[key] = (count, last)
+
+    def entry(scope: str, row_id: int, kind: LabelKind) -> dict[str, Any]:
+        count, last = counts.get((scope, row_id, kind.value), (0, None))
+        return {"kind": kind.value, "prints": count, "last_at": last}
+
+    def item_row(item: Item) -> dict[str, Any]:
+        din = identifiers.format_din_eye_readable(item.din) if item.din else None
+        return {
+            "public_id": item.public_id,
+            "kind": item.kind,
+            "state": item.state,
+            "container": item.container,
+            "din": din[0] if din else None,
+            "din_check": din[1] if din else None,
+            "serial": item.serial,
+            "site": item.site.name if item.site else None,
+            "labels": [entry("item", item.id, k) for k in label_kinds_for(item.kind)],
+        }
+
+    return {
+        "orders": [
+            {
+                "public_id": order.public_id,
+                "coi": identifiers.coi_eye_readable(order.coi)[0],
+                "coi_check": identifiers.coi_eye_readable(order.coi)[1],
+                "items": [item_row(i) for i in order.items],
+                "shipments": [
+                    {
+                        "public_id": s.public_id,
+                        "state": s.state,
+                        "route": f"{s.origin_site.name} → {s.destination_site.name}",
+                        "labels": [entry("shipment", s.id, LabelKind.courier_job)],
+                    }
+                    for s in order.shipments
+                ],
+            }
+            for order in orders
+            if order.items or order.shipments
+        ],
+        "shippers": [item_row(s) for s in shippers],
+    }
+
+
+def label_page(
+    session: Session, principal: Principal, kind: LabelKind, target_public_id: str
+) -> dict[str, Any]:
+    """What the label page shows: the target, whether it was printed, printers, history."""
+    target = resolve_target(session, principal, kind, target_public_id)
+    printed = _printed_before(session, target)
+    item, order = target.item, target.order
+    din = identifiers.format_din_eye_readable(item.din) if item and item.din else None
+    coi = identifiers.coi_eye_readable(order.coi) if order else None
+    sizes = list(sizes_for(kind))
+    return {
+        "kind": kind.value,
+        "target": target.public_id,
+        "target_kind": item.kind if item else "shipment",
+        "state": item.state if item else (target.shipment.state if target.shipment else ""),
+        "site": target.site.name,
+        "order": order.public_id if order else None,
+        "coi": coi,
+        "din": din,
+        "serial": item.serial if item else None,
+        "printed_before": printed,
+        "can_print": principal.is_admin or principal.has_role_at(PRINTER_ROLES, target.site.id),
+        "printers": [
+            p for p in list_printers(session, principal, site_id=target.site.id) if p.active
+        ],
+        "sizes": sizes,
+        "default_size": sizes[-1],
+        "history": label_history(session, principal, kind, target_public_id),
+    }
+
+
+@cache
+def sizes_for(kind: LabelKind) -> tuple[str, ...]:
+    """The label sizes the library lays this kind out at (the larger first)."""
+    makers: dict[LabelKind, Callable[[], LabelData]] = {
+        LabelKind.apheresis_bag: samples.apheresis_bag,
+        LabelKind.processing: samples.processing,
+        LabelKind.final_product: samples.final_product,
+        LabelKind.cryoshipper: samples.cryoshipper,
+        LabelKind.courier_job: samples.courier_job,
+    }
+    return tuple(sorted(supported_sizes(makers[kind]()), reverse=True))
