@@ -137,23 +137,29 @@ class BuiltLabel:
 
 @dataclass(frozen=True)
 class PrintResult:
+    """The recorded attempt and what was rendered.
+
+    ``print_id``, ``summary`` and ``error`` are plain copies, still readable after the unit of
+    work has closed (the ORM row is expired by then).
+    """
+
     record: LabelPrint
     payload: bytes
     media_type: str
     filename: str
+    print_id: str
+    summary: str
+    error: tuple[str, str] | None = None  # (reason code, message) of a failed attempt
 
     @property
     def failed(self) -> bool:
-        return self.record.status == PrintStatus.failed
+        return self.error is not None
 
     def raise_if_failed(self) -> None:
         """After committing a failed attempt, refuse with the printer's reason code."""
-        if self.failed:
-            raise TrackerError(
-                str(self.record.error_reason),
-                f"not printed: {self.record.error_message}",
-                print_id=self.record.public_id,
-            )
+        if self.error is not None:
+            reason, message = self.error
+            raise TrackerError(reason, f"not printed: {message}", print_id=self.print_id)
 
 
 # --- printers -------------------------------------------------------------------------------
@@ -861,8 +867,17 @@ def print_label(
         site_id=record.site_id,
     )
     stem = f"{kind.value}-{target.public_id}-{token}".lower()
-    filename = f"{stem}.{out.fmt}"
-    return PrintResult(record, payload, MEDIA_TYPES[out.fmt], filename)
+    where = f"on {printer.name}" if printer else f"as {out.fmt.upper()}"
+    summary = f"{'Reprinted' if reprint else 'Printed'} {where}: {token}"
+    return PrintResult(
+        record,
+        payload,
+        MEDIA_TYPES[out.fmt],
+        f"{stem}.{out.fmt}",
+        print_id=token,
+        summary=summary,
+        error=(error_reason, error_message or "") if error_reason else None,
+    )
 
 
 def preview_label(
@@ -1119,7 +1134,9 @@ def label_page(
         "printed_before": printed,
         "can_print": principal.is_admin or principal.has_role_at(PRINTER_ROLES, target.site.id),
         "printers": [
-            p for p in list_printers(session, principal, site_id=target.site.id) if p.active
+            {"public_id": p.public_id, "name": p.name, "host": p.host, "port": p.port, "dpi": p.dpi}
+            for p in list_printers(session, principal, site_id=target.site.id)
+            if p.active
         ],
         "sizes": sizes,
         "default_size": sizes[-1],

@@ -226,12 +226,11 @@ def print_label(payload: PrintIn) -> ResponseReturnValue:
             now=rt.clock.now(),
         )
         uow.commit()  # a failed attempt is evidence too
-        row = labels.print_row(result.record)
-    if result.failed:
-        return error_response(
-            str(row["error_reason"]), f"not printed: {row['error_message']}", print_id=row["id"]
-        )
-    return jsonify(_print_out(row)), 201
+        if result.error is not None:
+            reason, message = result.error
+            return error_response(reason, f"not printed: {message}", print_id=result.print_id)
+        out = _print_out(labels.print_row(result.record))
+    return jsonify(out), 201
 
 
 @registry.route(
@@ -270,7 +269,7 @@ def file_response(result: labels.PrintResult, *, status: int = 200) -> Response:
     """A rendered label as an attachment, tagged with its print record's id."""
     response = Response(result.payload, status=status, mimetype=result.media_type)
     response.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-    response.headers["X-Label-Print-Id"] = result.record.public_id
+    response.headers["X-Label-Print-Id"] = result.print_id
     response.headers["Cache-Control"] = "no-store"
     return response
 

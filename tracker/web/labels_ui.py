@@ -110,16 +110,11 @@ def print_label(kind: str, target: str) -> ResponseReturnValue:
                 now=rt.clock.now(),
             )
             uow.commit()  # a failed attempt is recorded too
-            record = result.record
-            result.raise_if_failed()
+        result.raise_if_failed()
     except TrackerError as exc:
         message = {"kind": "error", "reason": exc.reason, "text": exc.message}
         return _answer(label_kind, target, message, status_for(exc.reason))
-    what = "Reprinted" if record.reprint else "Printed"
-    text = (
-        f"{what} on {record.printer.name if record.printer else 'the printer'}: {record.public_id}"
-    )
-    return _answer(label_kind, target, {"kind": "ok", "reason": "ok", "text": text}, 200)
+    return _answer(label_kind, target, {"kind": "ok", "reason": "ok", "text": result.summary}, 200)
 
 
 @bp.post("/labels/<kind>/<target>/download")
