@@ -1069,9 +1069,9 @@ def label_overview(session: Session, principal: Principal, *, limit: int = 200) 
         key = ("item", item_id, kind) if item_id else ("shipment", shipment_id, kind)
         counts[key] = (count, last)
 
-    def entry(scope: str, row_id: int, kind: LabelKind) -> dict[str, Any]:
+    def entry(scope: str, row_id: int, kind: LabelKind, main: bool = False) -> dict[str, Any]:
         count, last = counts.get((scope, row_id, kind.value), (0, None))
-        return {"kind": kind.value, "prints": count, "last_at": last}
+        return {"kind": kind.value, "prints": count, "last_at": last, "main": main}
 
     def item_row(item: Item) -> dict[str, Any]:
         din = identifiers.format_din_eye_readable(item.din) if item.din else None
@@ -1084,7 +1084,10 @@ def label_overview(session: Session, principal: Principal, *, limit: int = 200) 
             "din_check": din[1] if din else None,
             "serial": item.serial,
             "site": item.site.name if item.site else None,
-            "labels": [entry("item", item.id, k) for k in label_kinds_for(item.kind)],
+            "labels": [
+                entry("item", item.id, k, k is rules.APPLIED_LABEL.get(ItemKind(item.kind)))
+                for k in label_kinds_for(item.kind)
+            ],
         }
 
     return {
