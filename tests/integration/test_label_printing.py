@@ -845,3 +845,66 @@ def test_the_qr_token_leads_only_people_who_may_see_the_order_to_it(
         with pytest.raises(TrackerError) as err:
             labels.resolve_link(uow.session, world.principals["coord2"], result.record.public_id)
         assert err.value.reason == "not_found"
+
+
+# --- concurrency (PostgreSQL: real row locks, committed data) -------------------------------
+
+
+class SlowPrinter(FakePrinter):
+    """A printer that takes a moment, so two requests overlap while one is sending."""
+
+    def send(self, payload: bytes, *, job_name: str) -> None:
+        import time
+
+        time.sleep(0.3)
+        super().send(payload, job_name=job_name)
+
+
+def test_two_people_printing_the_same_new_label_at_once_make_one_original(
+    pg_only, engine, settings, clock
+):
+    import threading
+
+    from tests.factories import build_world
+    from tracker.db import Base
+    from tracker.db import make_session_factory
+    from tracker.unit_of_work import UnitOfWork
+
+    factory = make_session_factory(engine)  # outside the test transaction: real commits
+
+    def new_committed_uow():
+        return UnitOfWork(factory)
+
+    try:
+        world = build_world(new_committed_uow, settings, clock.now())
+        order = make_order(new_committed_uow, world, clock.now())
+        bag = make_bag(new_committed_uow, world, order, clock.now())
+        printer = add_printer(new_committed_uow, world, clock)
+        fake = SlowPrinter()
+        start = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def press_print(who: str) -> None:
+            start.wait()
+            try:
+                result = do_print(
+                    new_committed_uow, world, clock, LabelKind.apheresis_bag, bag.public_id,
+                    who=who, printer_public_id=printer.public_id, printer_factory=lambda p: fake,
+                )  # fmt: skip
+                outcomes.append(f"printed {result.record.din_flags}")
+            except TrackerError as exc:
+                outcomes.append(exc.reason)
+
+        threads = [threading.Thread(target=press_print, args=(w,)) for w in ("nurse", "coord")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        # The second request waited for the first one's row lock, then saw its print.
+        assert sorted(outcomes) == ["label_already_printed", "printed 00"]
+        assert len(fake.jobs) == 1
+    finally:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            # TRUNCATE fires no row triggers, so append-only tables can be emptied too.
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
