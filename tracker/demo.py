@@ -27,6 +27,7 @@ from tracker.services import auth
 from tracker.services import custody
 from tracker.services import labels
 from tracker.services import orders
+from tracker.services import printers
 from tracker.services.principals import Principal
 from tracker.services.principals import principal_for_user
 from tracker.unit_of_work import UnitOfWork
@@ -196,7 +197,7 @@ def seed_demo(
     admin = p["admin"]
     for site_code, printer_name in DEMO_PRINTERS:
         # 127.0.0.1:9100: unreachable until scripts/fake_zebra.py (or a real printer) listens.
-        labels.create_printer(
+        printers.create_printer(
             uow=uow,
             principal=admin,
             site_code=site_code,

@@ -29,7 +29,7 @@ from tracker.demo import seed_demo
 from tracker.domain.access import Role
 from tracker.models import Item
 from tracker.models import Printer
-from tracker.services import labels
+from tracker.services import printers
 from tracker.services.auth import make_hasher
 from tracker.services.principals import Principal
 from tracker.unit_of_work import UnitOfWork
@@ -73,14 +73,14 @@ def live_server(tmp_path_factory, zebra, closed_port):
         now = SystemClock().now()
         seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=now)
         bench = uow.session.scalar(select(Printer).where(Printer.name == "Apheresis bench Zebra"))
-        labels.update_printer(
+        printers.update_printer(
             uow=uow,
             principal=admin,
             printer_public_id=bench.public_id,
             changes={"port": zebra.port, "default_size": "4x6"},
             now=now,
         )
-        labels.create_printer(
+        printers.create_printer(
             uow=uow,
             principal=admin,
             site_code="CC-PRO",

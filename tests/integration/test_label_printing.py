@@ -40,6 +40,7 @@ from tracker.models import LabelPrint
 from tracker.services import custody
 from tracker.services import labels
 from tracker.services import orders
+from tracker.services import printers
 
 BASE = "https://tracker.test"
 CC1_ZONE = ZoneInfo("America/New_York")
@@ -65,7 +66,7 @@ def do_print(new_uow, world, clock, kind, target, *, who="nurse", **kw):
 
 def add_printer(new_uow, world, clock, site="CC1", name="Bench", host="127.0.0.1", **kw):
     with new_uow() as uow:
-        printer = labels.create_printer(
+        printer = printers.create_printer(
             uow=uow,
             principal=world.principals["admin"],
             site_code=site,
@@ -646,7 +647,7 @@ def test_a_printer_at_another_site_or_switched_off_is_not_used(new_uow, world, c
     elsewhere = add_printer(new_uow, world, clock, site="MF1", name="Fill room")
     off = add_printer(new_uow, world, clock, name="Old bench")
     with new_uow() as uow:
-        labels.update_printer(
+        printers.update_printer(
             uow=uow,
             principal=world.principals["admin"],
             printer_public_id=off.public_id,
@@ -667,7 +668,7 @@ def test_a_printer_at_another_site_or_switched_off_is_not_used(new_uow, world, c
 
 def test_only_administrators_manage_printers(new_uow, world, clock):
     with new_uow() as uow, pytest.raises(TrackerError) as err:
-        labels.create_printer(
+        printers.create_printer(
             uow=uow,
             principal=world.principals["coord"],
             site_code="CC1",

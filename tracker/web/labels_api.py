@@ -19,6 +19,7 @@ from pydantic import Field
 from tracker.domain.label_rules import MAX_COPIES
 from tracker.domain.label_rules import LabelKind
 from tracker.services import labels
+from tracker.services import printers
 from tracker.web.api import Strict
 from tracker.web.api import _authenticate_and_check_csrf
 from tracker.web.api import registry
@@ -141,7 +142,7 @@ def _print_out(row: dict[str, Any]) -> dict[str, Any]:
 )
 def list_printers() -> ResponseReturnValue:
     with runtime().uow() as uow:
-        rows = [_printer_out(p) for p in labels.list_printers(uow.session, current_principal())]
+        rows = [_printer_out(p) for p in printers.list_printers(uow.session, current_principal())]
     return jsonify({"printers": rows})
 
 
@@ -158,7 +159,7 @@ def list_printers() -> ResponseReturnValue:
 def create_printer(payload: PrinterIn) -> ResponseReturnValue:
     rt = runtime()
     with rt.uow() as uow:
-        printer = labels.create_printer(
+        printer = printers.create_printer(
             uow=uow,
             principal=current_principal(),
             site_code=payload.site,
@@ -186,7 +187,7 @@ def create_printer(payload: PrinterIn) -> ResponseReturnValue:
 def update_printer(public_id: str, payload: PrinterPatch) -> ResponseReturnValue:
     rt = runtime()
     with rt.uow() as uow:
-        printer = labels.update_printer(
+        printer = printers.update_printer(
             uow=uow,
             principal=current_principal(),
             printer_public_id=public_id,
