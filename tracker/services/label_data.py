@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import lazyload
 
 from labels import samples
 from labels.data import ApheresisBagLabel
@@ -110,8 +111,11 @@ class BuiltLabel:
 
 
 def order_visible(session: Session, principal: Principal, order_id: int) -> TherapyOrder | None:
+    """The order if the principal may see it, without eagerly loading all its items."""
     return session.scalar(
-        scope_orders(select(TherapyOrder), principal).where(TherapyOrder.id == order_id)
+        scope_orders(select(TherapyOrder), principal)
+        .where(TherapyOrder.id == order_id)
+        .options(lazyload(TherapyOrder.items), lazyload(TherapyOrder.shipments))
     )
 
 
