@@ -11,6 +11,7 @@ tracker reports a printer that is off. Standard library only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 from datetime import UTC
 from datetime import datetime
@@ -39,10 +40,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--out", type=Path, default=Path("instance") / "zebra")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
         serve(args.port, args.out)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

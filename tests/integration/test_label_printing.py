@@ -820,6 +820,14 @@ def test_a_bag_cannot_be_marked_label_applied_before_its_label_is_printed(
         assert uow.session.get(Item, bag.id).state == "registered"
     do_print(new_uow, world, clock, LabelKind.apheresis_bag, bag.public_id)
     assert apply_label(new_uow, world, clock, bag).to_state == "labelled"
+    # What a label-applied scan of the bag should read: the printed DIN with its flags.
+    do_print(
+        new_uow, world, clock, LabelKind.apheresis_bag, bag.public_id,
+        reprint=True, reason="first label creased",
+    )  # fmt: skip
+    with new_uow() as uow:
+        item = uow.session.get(Item, bag.id)
+        assert labels.printed_barcodes(uow.session, item) == [f"={bag.din}05", f"={bag.din}00"]
 
 
 def test_a_final_product_bag_needs_its_final_product_label_before_label_applied(
@@ -846,6 +854,29 @@ def test_the_qr_token_leads_only_people_who_may_see_the_order_to_it(
         with pytest.raises(TrackerError) as err:
             labels.resolve_link(uow.session, world.principals["coord2"], result.record.public_id)
         assert err.value.reason == "not_found"
+
+
+def test_every_demo_bag_was_printed_before_its_label_was_applied(new_uow, settings, clock):
+    from tracker.demo import seed_demo
+    from tracker.models import CustodyEvent
+    from tracker.services.auth import make_hasher
+
+    with new_uow() as uow:
+        seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=clock.now())
+        uow.commit()
+    with new_uow() as uow:
+        applied = list(
+            uow.session.scalars(select(CustodyEvent).where(CustodyEvent.to_state == "labelled"))
+        )
+        assert len(applied) >= 12  # bags and final products of the journeys that got there
+        for event in applied:
+            (printed,) = uow.session.scalars(
+                select(LabelPrint).where(
+                    LabelPrint.item_id == event.item_id, LabelPrint.status == "done"
+                )
+            )
+            assert printed.requested_at < event.occurred_at
+            assert printed.reprint is False and printed.din_flags == "00"
 
 
 # --- concurrency (PostgreSQL: real row locks, committed data) -------------------------------

@@ -117,21 +117,32 @@ def _printed_before(session: Session, target: Target) -> bool:
     )
 
 
+def printed_barcodes(session: Session, item: Item) -> list[str]:
+    """DIN barcode data (with flags) of every successful print of the item's main label.
+
+    Newest first. A "label applied" confirmation scan can be checked against these: the
+    first is the label that should be on the bag now (``…05`` after a reprint).
+    """
+    kind = rules.APPLIED_LABEL.get(ItemKind(item.kind))
+    if kind is None:
+        return []
+    return list(
+        session.scalars(
+            select(LabelPrint.barcode_data)
+            .where(
+                LabelPrint.item_id == item.id,
+                LabelPrint.label_kind == kind.value,
+                LabelPrint.status == PrintStatus.done.value,
+            )
+            .order_by(LabelPrint.requested_at.desc(), LabelPrint.id.desc())
+        )
+    )
+
+
 def require_label_printed(session: Session, item: Item) -> None:
     """The "label applied" gate: refuse unless the item's label was printed successfully."""
     kind = rules.APPLIED_LABEL.get(ItemKind(item.kind))
-    if kind is None:
-        return
-    done = session.scalar(
-        select(LabelPrint.id)
-        .where(
-            LabelPrint.item_id == item.id,
-            LabelPrint.label_kind == kind.value,
-            LabelPrint.status == PrintStatus.done.value,
-        )
-        .limit(1)
-    )
-    if done is None:
+    if kind is not None and not printed_barcodes(session, item):
         raise TrackerError(
             "label_not_printed",
             f"{item.public_id} has no successfully printed {kind.value.replace('_', ' ')} label;"
