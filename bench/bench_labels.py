@@ -5,6 +5,11 @@ Run: .venv/bin/python bench/bench_labels.py [count]
 Baselines: (a) encoding the same symbols alone (zxing-cpp, python-barcode, qrcode), the floor
 for any output; (b) a PDF with one text-only page per label, what reportlab costs without
 symbols. Symbol caches are cleared before each run so every label is encoded from scratch.
+
+Then the same count through the tracker's print service (``tracker.services.labels``): each
+label is mapped from its bag's records, rendered, sent as ZPL to a fake printer (or rendered as
+a PDF download) and recorded, one committed transaction per label, as a nurse would print
+them. The database is ``TRACKER_BENCH_DATABASE_URL`` (emptied first) or a temporary SQLite file.
 """
 
 from __future__ import annotations
@@ -116,6 +121,101 @@ def main() -> None:
     print(f"PDF sheet   / symbols alone  : {sheet / encode:5.2f}x")
     print(f"PDF each    / text-only PDF  : {per_label / plain:5.2f}x")
     print(f"ZPL         / symbols alone  : {zpl / encode:5.2f}x")
+    print()
+    service_zpl, service_pdf = bench_service(count)
+    print(f"service ZPL / ZPL render only: {service_zpl / zpl:5.2f}x")
+    print(f"service PDF / PDF each       : {service_pdf / per_label:5.2f}x")
+
+
+def bench_service(count: int) -> tuple[float, float]:
+    """Print ``count`` first labels as ZPL to a fake printer, and ``count`` as PDF downloads."""
+    import os
+    import tempfile
+
+    from sqlalchemy import select
+
+    from tests.conftest import reset_database
+    from tracker import migrate
+    from tracker.adapters.printers import FakePrinter
+    from tracker.clock import SystemClock
+    from tracker.config import Settings
+    from tracker.db import make_engine
+    from tracker.db import make_session_factory
+    from tracker.demo import seed_demo
+    from tracker.domain.custody import ItemKind
+    from tracker.domain.label_rules import LabelKind
+    from tracker.models import Printer
+    from tracker.models import TherapyOrder
+    from tracker.models import User
+    from tracker.services import custody
+    from tracker.services import labels
+    from tracker.services.auth import make_hasher
+    from tracker.services.principals import principal_for_user
+    from tracker.unit_of_work import UnitOfWork
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = os.environ.get("TRACKER_BENCH_DATABASE_URL") or f"sqlite:///{tmp}/bench.db"
+        settings = Settings(
+            env="test", database_url=url, argon2_time_cost=1, argon2_memory_cost=1024
+        )
+        engine = make_engine(url)
+        reset_database(engine)
+        migrate.upgrade(url)
+        factory = make_session_factory(engine)
+        now = SystemClock().now()
+        with UnitOfWork(factory) as uow:
+            seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=now)
+            session = uow.session
+            nurse = principal_for_user(
+                session.scalar(select(User).where(User.username == "collector"))
+            )
+            order = session.scalars(select(TherapyOrder).order_by(TherapyOrder.id)).first()
+            printer = session.scalar(select(Printer).where(Printer.name == "Apheresis bench Zebra"))
+            bags = [
+                custody.register_bag(
+                    uow=uow,
+                    principal=nurse,
+                    order_public_id=order.public_id,
+                    kind=ItemKind.apheresis_bag,
+                    now=now,
+                ).public_id
+                for _ in range(2 * count)
+            ]
+            printer_id = printer.public_id
+            uow.commit()
+        ctx = labels.LabelContext.from_settings(settings)
+        fake = FakePrinter()
+
+        def run(batch: list[str], **kw: object) -> bytes:
+            size = 0
+            for bag in batch:
+                with UnitOfWork(factory) as uow:
+                    result = labels.print_label(
+                        uow=uow,
+                        principal=nurse,
+                        ctx=ctx,
+                        kind=LabelKind.apheresis_bag,
+                        target_public_id=bag,
+                        now=now,
+                        size=SIZE,
+                        **kw,  # type: ignore[arg-type]
+                    )
+                    uow.commit()
+                    size += len(result.payload)
+            return b"x" * size
+
+        print(f"through the print service ({engine.dialect.name}), one transaction per label:")
+        service_zpl = timed(
+            "service: ZPL to a fake printer + record",
+            count,
+            lambda: run(bags[:count], printer_public_id=printer_id, printer_factory=lambda p: fake),
+        )
+        service_pdf = timed(
+            "service: PDF download + record", count, lambda: run(bags[count:], output="pdf")
+        )
+        assert len(fake.jobs) == count
+        engine.dispose()
+    return service_zpl, service_pdf
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def build_world(new_uow: Any, settings: Settings, now: datetime) -> World:
             name="Anti-CD19 fresh",
             product_code="S1001100",
             starting_material="fresh",
-            data={"storage_max_c": -150},
+            data={"storage_max_c": -150, "shelf_life_days": 270, "fresh_stability_hours": 72},
             now=now,
         )
         uow.commit()
@@ -133,3 +133,38 @@ def make_bag(
         )
         uow.commit()
         return bag
+
+
+def label_context() -> Any:
+    from tracker.services.labels import LabelContext
+
+    return LabelContext(
+        public_base_url="https://tracker.test", coi_check_scope="full", grai_prefix="061414100001"
+    )
+
+
+def make_label_print(
+    new_uow: Any,
+    world: World,
+    item: Any,
+    now: datetime,
+    *,
+    who: str = "nurse",
+    kind: Any = None,
+    **kw: Any,
+) -> Any:
+    """Print an item's main label as a PDF download (recorded as a successful print)."""
+    from tracker.services import labels
+
+    with new_uow() as uow:
+        result = labels.print_label(
+            uow=uow,
+            principal=world.principals[who],
+            ctx=label_context(),
+            kind=kind or labels.label_kinds_for(item.kind)[0],
+            target_public_id=item.public_id,
+            now=now,
+            **kw,
+        )
+        uow.commit()
+        return result

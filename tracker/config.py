@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     coi_issuer_fin: str = Field(default="W9999", pattern=r"^[A-NP-Z1-9][0-9]{4}$")
     coi_check_scope: Literal["full", "after_ch"] = "full"
     din_facility_fin: str = Field(default="W9999", pattern=r"^[A-NP-Z1-9][0-9]{4}$")
+    # GS1 company prefix + asset type (12 digits) for cryoshipper GRAIs: GS1's example prefix
+    # until an adopter has its own.
+    gs1_grai_prefix: str = Field(default="061414100001", pattern=r"^[0-9]{12}$")
+    # Raw TCP label printers: seconds to wait for a connection or for the printer to take data.
+    printer_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # Printable stand-in for the GS1 group separator that keyboard-wedge scanners drop.
     gs_substitute: str | None = None
     # Twilio: with no credentials the console/outbox backend is used.

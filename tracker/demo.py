@@ -20,11 +20,14 @@ from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
 from tracker.domain.custody import CustodyState as S
 from tracker.domain.custody import ItemKind
+from tracker.models import Item
 from tracker.models import Site
 from tracker.models import User
 from tracker.services import auth
 from tracker.services import custody
+from tracker.services import labels
 from tracker.services import orders
+from tracker.services import printers
 from tracker.services.principals import Principal
 from tracker.services.principals import principal_for_user
 from tracker.unit_of_work import UnitOfWork
@@ -90,6 +93,7 @@ PROFILES = [
             "storage_max_c": -150,
             "thaw_to_infusion_minutes": 180,
             "fresh_stability_hours": 72,
+            "shelf_life_days": 270,
             "defaults_to_confirm": True,
         },
     ),
@@ -98,9 +102,16 @@ PROFILES = [
         "Anti-BCMA CAR T (cryopreserved apheresis)",
         "S1002100",
         "cryopreserved",
-        {"storage_max_c": -130, "thaw_to_infusion_minutes": 60, "defaults_to_confirm": True},
+        {
+            "storage_max_c": -130,
+            "thaw_to_infusion_minutes": 60,
+            "shelf_life_days": 270,
+            "defaults_to_confirm": True,
+        },
     ),
 ]
+
+DEMO_PRINTERS = [("CC-PRO", "Apheresis bench Zebra"), ("MF-NLD", "Fill room Zebra")]
 
 GIVEN = [
     "Avery",
@@ -184,6 +195,16 @@ def seed_demo(
         )
     p = {name: principal_for_user(user) for name, user in users.items()}
     admin = p["admin"]
+    for site_code, printer_name in DEMO_PRINTERS:
+        # 127.0.0.1:9100: unreachable until scripts/fake_zebra.py (or a real printer) listens.
+        printers.create_printer(
+            uow=uow,
+            principal=admin,
+            site_code=site_code,
+            name=printer_name,
+            host="127.0.0.1",
+            now=now,
+        )
     shipper = custody.register_shipper(
         uow=uow,
         principal=admin,
@@ -244,6 +265,8 @@ def _play_journey(
     def step(name: str, item: str, to: S, site: str | None = None) -> None:
         nonlocal t
         t += timedelta(hours=rng.randint(2, 20))
+        if to is S.labelled:  # "label applied" needs a printed label first
+            _print_demo_label(uow, who(name), settings, item, t - timedelta(minutes=5))
         custody.change_item_state(
             uow=uow, principal=who(name), item_public_id=item, to_state=to, now=t, site_code=site
         )
@@ -327,3 +350,18 @@ def _play_journey(
     depth = {8: 3, 9: 5, 10: 7, 11: 10}[stage]
     for name, to, site in product_plan[:depth]:
         step(name, product_bag.public_id, to, site)
+
+
+def _print_demo_label(
+    uow: UnitOfWork, principal: Principal, settings: Settings, item: str, at: datetime
+) -> None:
+    """Print a bag's label as a PDF download, as a nurse without a printer would."""
+    kind = uow.session.scalar(select(Item.kind).where(Item.public_id == item))
+    labels.print_label(
+        uow=uow,
+        principal=principal,
+        ctx=labels.LabelContext.from_settings(settings),
+        kind=labels.label_kinds_for(str(kind))[0],
+        target_public_id=item,
+        now=at,
+    )

@@ -29,6 +29,12 @@ from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
 from tracker.domain.custody import ItemKind
 from tracker.domain.custody import all_states
+from tracker.domain.label_rules import LABEL_SIZES
+from tracker.domain.label_rules import MAX_COPIES
+from tracker.domain.label_rules import OUTPUTS
+from tracker.domain.label_rules import SHEET_SIZES
+from tracker.domain.label_rules import LabelKind
+from tracker.domain.label_rules import PrintStatus
 from tracker.domain.signatures import SIGNATURE_MEANINGS
 
 
@@ -385,3 +391,101 @@ class IdentifierCounter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(default=0)
+
+
+# --- labels ---
+
+
+class Printer(Base):
+    """A network label printer at a site, taking ZPL II over raw TCP (port 9100 by default)."""
+
+    __tablename__ = "printers"
+    __table_args__ = (
+        UniqueConstraint("site_id", "name"),
+        CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
+        CheckConstraint("dpi IN (203, 300)", name="dpi"),
+        _in("default_size", LABEL_SIZES, "default_size"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=9100)
+    dpi: Mapped[int] = mapped_column(default=203)
+    default_size: Mapped[str] = mapped_column(String(8), default="4x2")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    version_id: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+    site: Mapped[Site] = relationship(lazy="joined")
+
+
+class LabelPrint(Base):
+    """One print (or download) of one label, successful or failed. Append-only evidence.
+
+    ``public_id`` is the label instance's opaque id (``TRKLBL…``); the label's QR link carries it.
+    """
+
+    __tablename__ = "label_prints"
+    __table_args__ = (
+        _in("label_kind", _values(LabelKind), "label_kind"),
+        _in("output", OUTPUTS, "output"),
+        _in("size", (*LABEL_SIZES, *SHEET_SIZES), "size"),
+        _in("status", _values(PrintStatus), "status"),
+        CheckConstraint("dpi IN (203, 300)", name="dpi"),
+        CheckConstraint(f"copies BETWEEN 1 AND {MAX_COPIES}", name="copies_range"),
+        CheckConstraint("NOT reprint OR reason IS NOT NULL", name="reprint_has_reason"),
+        CheckConstraint(
+            "(status = 'done' AND error_reason IS NULL)"
+            " OR (status = 'failed' AND error_reason IS NOT NULL)",
+            name="failure_has_reason",
+        ),
+        # A courier ticket belongs to a shipment and carries a job code; every other label
+        # belongs to one item.
+        CheckConstraint(
+            "(label_kind = 'courier_job' AND shipment_id IS NOT NULL AND item_id IS NULL"
+            " AND job_code IS NOT NULL)"
+            " OR (label_kind <> 'courier_job' AND item_id IS NOT NULL AND shipment_id IS NULL)",
+            name="one_target",
+        ),
+        # Printers take ZPL; a download (no printer) is done once the file is handed over.
+        CheckConstraint("printer_id IS NULL OR output = 'zpl'", name="printers_take_zpl"),
+        CheckConstraint("printer_id IS NOT NULL OR status = 'done'", name="downloads_succeed"),
+        Index("ix_label_prints_item_id_label_kind", "item_id", "label_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    label_kind: Mapped[str] = mapped_column(String(16))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipments.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_orders.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    printer_id: Mapped[int | None] = mapped_column(ForeignKey("printers.id"))
+    output: Mapped[str] = mapped_column(String(8))
+    size: Mapped[str] = mapped_column(String(8))
+    dpi: Mapped[int]
+    copies: Mapped[int]
+    template_version: Mapped[str] = mapped_column(String(32))
+    reprint: Mapped[bool]
+    reason: Mapped[str | None] = mapped_column(Text)
+    # What identifies the physical label: DIN barcode data with its flags (bags), the job
+    # code (tickets) or the GS1 data (shippers); a label-applied scan is checked against it.
+    barcode_data: Mapped[str] = mapped_column(String(120))
+    din_flags: Mapped[str | None] = mapped_column(String(2))
+    job_code: Mapped[str | None] = mapped_column(String(32))
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(8))
+    error_reason: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    requested_at: Mapped[datetime]
+
+    printer: Mapped[Printer | None] = relationship(lazy="joined")
+    actor: Mapped[User | None] = relationship(lazy="joined")
+    site: Mapped[Site] = relationship(lazy="joined")

@@ -4,6 +4,7 @@ import pytest
 
 from tests.conftest import WORLD_PASSWORD
 from tests.factories import make_bag
+from tests.factories import make_label_print
 from tests.factories import make_order
 
 
@@ -102,6 +103,7 @@ def test_unsafe_requests_from_a_browser_session_need_the_csrf_token(client, worl
 def test_naive_datetimes_are_refused_with_a_clear_reason(client, world, new_uow, clock):
     order = make_order(new_uow, world, clock.now())
     bag = make_bag(new_uow, world, order, clock.now())
+    make_label_print(new_uow, world, bag, clock.now())
     token, _ = login(client, "nurse")
     resp = api(
         client,

@@ -7,6 +7,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError
 
 from tests.factories import make_bag
+from tests.factories import make_label_print
 from tests.factories import make_order
 from tracker.domain import identifiers
 from tracker.domain.custody import CustodyState as S
@@ -33,6 +34,7 @@ def test_creating_an_order_issues_a_unique_valid_chain_of_identity_identifier(
 def test_custody_changes_build_an_intact_hash_chain_per_order(new_uow, world, clock):
     order = make_order(new_uow, world, clock.now())
     bag = make_bag(new_uow, world, order, clock.now())
+    make_label_print(new_uow, world, bag, clock.now())
     for target in (S.labelled, S.collected):
         clock.advance(timedelta(minutes=5))
         with new_uow() as uow:
@@ -99,6 +101,7 @@ def test_tampering_with_a_stored_event_is_reported_by_verification(
 ):
     order = make_order(new_uow, world, clock.now())
     bag = make_bag(new_uow, world, order, clock.now())
+    make_label_print(new_uow, world, bag, clock.now())
     with new_uow() as uow:
         custody.change_item_state(
             uow=uow,

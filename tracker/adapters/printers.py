@@ -41,6 +41,12 @@ class ZebraTcpPrinter:
         where = f"{self.host}:{self.port}"
         try:
             conn = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except ConnectionResetError as exc:
+            # The handshake completed and the printer reset the line before connect()
+            # returned: it is there and dropped us, which is a refusal, not an outage.
+            raise PrinterError(
+                "printer_refused", f"{job_name}: {where} closed the connection early: {exc}"
+            ) from exc
         except OSError as exc:  # refused, timed out, DNS failure, no route to host
             raise PrinterError(
                 "printer_unreachable", f"{job_name}: cannot reach {where}: {exc}"

@@ -42,6 +42,13 @@ REASONS: dict[str, str] = {
     "duplicate_identifier": "That identifier is already registered.",
     "coi_mismatch": "The item belongs to a different chain of identity (another patient).",
     "correction_target_invalid": "Only an existing event of the same chain can be corrected.",
+    # labels and printers
+    "label_not_printed": "No successful print of this label is on record.",
+    "label_already_printed": "This label was printed before; print it again as a reprint.",
+    "reprint_reason_required": "A reprint needs a written reason.",
+    "label_data_missing": "A value the label needs is not on record (see the message).",
+    "printer_unreachable": "The label printer cannot be reached (off, offline or wrong address).",
+    "printer_refused": "The label printer dropped the print job before taking it all.",
 }
 
 

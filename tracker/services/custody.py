@@ -31,6 +31,7 @@ from tracker.models import Site
 from tracker.models import TherapyOrder
 from tracker.services.audit import record_audit
 from tracker.services.counters import next_value
+from tracker.services.labels import require_label_printed
 from tracker.services.principals import Principal
 from tracker.services.principals import scope_orders
 from tracker.unit_of_work import UnitOfWork
@@ -302,6 +303,8 @@ def change_item_state(
         raise TrackerError("not_found", f"no item {item_public_id}")
     principal.require_role_at(CUSTODY_ROLES, site.id, "record custody changes")
     step = transition(ItemKind(item.kind), CustodyState(item.state), to_state, reason=reason)
+    if step.to_state is CustodyState.labelled:
+        require_label_printed(session, item)  # "label applied" needs a successful print
     old_state = item.state
     item.state = step.to_state.value  # the one place an item's state is written
     item.site_id = site.id

@@ -23,6 +23,8 @@ from tracker.db import make_session_factory
 from tracker.services.auth import make_hasher
 from tracker.web import api
 from tracker.web import health
+from tracker.web import labels_api
+from tracker.web import labels_ui
 from tracker.web import ui
 from tracker.web.auth import init_auth
 from tracker.web.errors import register_error_handlers
@@ -66,6 +68,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(labels_api.bp)
+    app.register_blueprint(labels_ui.bp)
     init_cli(app)
 
     @app.get("/api/openapi.json")

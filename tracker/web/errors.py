@@ -32,6 +32,11 @@ HTTP_STATUS: dict[str, int] = {
     "duplicate_identifier": 409,
     "invalid_transition": 409,
     "coi_mismatch": 409,
+    "label_not_printed": 409,
+    "label_already_printed": 409,
+    # The printer, not the caller, failed: a gateway error, and the attempt is on record.
+    "printer_unreachable": 502,
+    "printer_refused": 502,
     "internal_error": 500,
 }
 

@@ -29,6 +29,7 @@ class Operation:
     status: int
     tag: str
     errors: tuple[int, ...]
+    produces: tuple[str, ...] = ()
 
 
 @dataclass
@@ -47,8 +48,12 @@ class Registry:
         status: int = 200,
         tag: str = "tracker",
         errors: tuple[int, ...] = (400, 401, 403, 404),
+        produces: tuple[str, ...] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register a view; its parsed body arrives as the ``payload`` keyword argument."""
+        """Register a view; its parsed body arrives as the ``payload`` keyword argument.
+
+        ``produces`` lists the media types of a binary success response (files, images).
+        """
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(view)
@@ -64,7 +69,9 @@ class Registry:
                 path = path.replace(conv, "{")
             path = path.replace(">", "}")
             self.operations.append(
-                Operation(path, method.lower(), summary, body, response, status, tag, errors)
+                Operation(
+                    path, method.lower(), summary, body, response, status, tag, errors, produces
+                )
             )
             return wrapper
 
@@ -101,6 +108,9 @@ class Registry:
             ok: dict[str, Any] = {"description": "Success"}
             if op.response is not None:
                 ok["content"] = {"application/json": {"schema": _ref(op.response, schemas)}}
+            elif op.produces:
+                binary = {"schema": {"type": "string", "format": "binary"}}
+                ok["content"] = {media: binary for media in op.produces}
             entry["responses"][str(op.status)] = ok
             for code in sorted({*op.errors, 500}):
                 entry["responses"][str(code)] = {
