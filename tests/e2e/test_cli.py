@@ -3,6 +3,7 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from tests.factories import make_bag
+from tests.factories import make_label_print
 from tests.factories import make_order
 from tracker.domain.custody import CustodyState
 from tracker.services import custody
@@ -21,6 +22,7 @@ def test_verify_chain_names_the_broken_event_and_exits_one(
 ):
     order = make_order(new_uow, world, clock.now())
     bag = make_bag(new_uow, world, order, clock.now())
+    make_label_print(new_uow, world, bag, clock.now())
     clock.advance(timedelta(minutes=1))
     with new_uow() as uow:
         custody.change_item_state(
