@@ -32,6 +32,11 @@ HTTP_STATUS: dict[str, int] = {
     "duplicate_identifier": 409,
     "invalid_transition": 409,
     "coi_mismatch": 409,
+    "disposition_pending": 409,
+    "quarantine_hold": 409,
+    "excursion_ongoing": 409,
+    "alert_not_open": 409,
+    "not_a_logger": 403,
     "internal_error": 500,
 }
 

@@ -6,6 +6,7 @@ with the document generated from the same models the views validate with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
@@ -29,6 +30,7 @@ class Operation:
     status: int
     tag: str
     errors: tuple[int, ...]
+    int_params: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,8 +65,9 @@ class Registry:
             for conv in ("<int:", "<"):
                 path = path.replace(conv, "{")
             path = path.replace(">", "}")
+            ints = tuple(re.findall(r"<int:(\w+)>", rule))
             self.operations.append(
-                Operation(path, method.lower(), summary, body, response, status, tag, errors)
+                Operation(path, method.lower(), summary, body, response, status, tag, errors, ints)
             )
             return wrapper
 
@@ -87,9 +90,7 @@ class Registry:
                         "name": p,
                         "in": "path",
                         "required": True,
-                        "schema": {
-                            "type": "integer" if p.endswith("_id") and p == "event_id" else "string"
-                        },
+                        "schema": {"type": "integer" if p in op.int_params else "string"},
                     }
                     for p in params
                 ]
