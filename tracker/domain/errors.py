@@ -43,8 +43,8 @@ REASONS: dict[str, str] = {
     "coi_mismatch": "The item belongs to a different chain of identity (another patient).",
     "correction_target_invalid": "Only an existing event of the same chain can be corrected.",
     # alerts, QA dispositions and loggers
-    "disposition_pending": "A temperature excursion exposed this bag; QA must decide first.",
-    "quarantine_hold": "QA put this bag in quarantine or discarded it; only those moves remain.",
+    "disposition_pending": "An excursion exposed this bag; QA decides before its next use.",
+    "quarantine_hold": "QA quarantined or discarded this bag; only those moves remain.",
     "excursion_ongoing": "The excursion is still going on; it cannot be accepted yet.",
     "alert_not_open": "The alert was already acknowledged or resolved.",
     "not_a_logger": "Only a device registered as a temperature logger may post readings.",

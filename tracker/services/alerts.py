@@ -490,6 +490,10 @@ def mark_acknowledged(
 ALWAYS_ALLOWED = frozenset(
     {CustodyState.quarantined, CustodyState.discarded, CustodyState.returned_to_manufacturer}
 )
+# Where a held bag physically is still gets recorded: it travels, arrives and goes into
+# storage ("storage happens even when the shipment has problems"); it is not used, released,
+# thawed or shipped on, and it does not leave quarantine, until QA clears it.
+PLACEMENT_MOVES = frozenset({CustodyState.in_transit, CustodyState.received, CustodyState.stored})
 _GATING_LEVELS = ("alarm", "critical")
 
 
@@ -547,8 +551,11 @@ def require_custody_step_allowed(session: Session, item: Item, to_state: Custody
     if to_state in ALWAYS_ALLOWED:
         return
     block = is_blocked(session, item)
-    if block is not None:
-        raise TrackerError(block.reason, block.message)
+    if block is None:
+        return
+    if to_state in PLACEMENT_MOVES and item.state != CustodyState.quarantined:
+        return
+    raise TrackerError(block.reason, block.message)
 
 
 def record_disposition(

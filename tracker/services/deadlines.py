@@ -319,7 +319,7 @@ def _ambient_intervals(
     )
     spells = []
     ambient = AMBIENT_STATES.get(item.kind, frozenset())
-    for (state, start), nxt in zip(events, [*events[1:], None], strict=True):
+    for (state, start), nxt in zip(events, [*events[1:], None][: len(events)], strict=True):
         if state not in ambient:
             continue
         _, data = _profile(item)

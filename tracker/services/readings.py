@@ -259,7 +259,7 @@ def ingest_readings(
                     LoggerReading.logger_id == logger.id,
                     LoggerReading.at.in_([r.at for r in repeats]),
                 )
-            ).tuples()
+            ).all()
         )
         for r in repeats:
             value = stored.get(r.at)
@@ -372,7 +372,7 @@ def placements_for_logger(session: Session, logger: TemperatureLogger) -> list[P
                 .order_by(CustodyEvent.item_id, CustodyEvent.occurred_at, CustodyEvent.seq)
             )
         )
-        for row, nxt in zip(rows, [*rows[1:], None], strict=True):
+        for row, nxt in zip(rows, [*rows[1:], None][: len(rows)], strict=True):
             item_id, public_id, state, site_id, at = row
             if item_id is None or state != "stored" or site_id != logger.site_id:
                 continue
@@ -913,7 +913,10 @@ def run_import(
             run.summary = {**(run.summary or {}), "failure": f"{type(exc).__name__}: {exc}"}
             uow.commit()
     with UnitOfWork(session_factory) as uow:
-        return uow.session.get(LoggerImportRun, import_id)
+        final = uow.session.get(LoggerImportRun, import_id)
+        if final is not None:
+            uow.session.expunge(final)  # a snapshot for the caller
+        return final
 
 
 def _logger_for_import(
