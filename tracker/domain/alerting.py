@@ -262,6 +262,20 @@ def parse_reply(body: str) -> Reply:
     return Reply("unknown")
 
 
+def format_duration(value: timedelta) -> str:
+    """A duration for people: '2 d 3 h', '1 h 05 min', '15 min', '40 s'."""
+    seconds = int(value.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    days, rest = divmod(abs(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days} d {hours} h"
+    if hours:
+        return f"{sign}{hours} h {minutes:02d} min"
+    return f"{sign}{minutes} min" if minutes else f"{sign}{secs} s"
+
+
 def last_digits(value: str | None, count: int = 4) -> str | None:
     """The last ``count`` letters or digits of a shipper or seal number, for SMS."""
     if not value:

@@ -230,7 +230,8 @@ def _raise(
         title = f"{deadline.label}: due {due_text}"
     elif late_at is not None:
         title = (
-            f"{deadline.label}: missed, done {(late_at - deadline.due_at)} late (due {due_text})"
+            f"{deadline.label}: missed, done "
+            f"{alerting.format_duration(late_at - deadline.due_at)} late (due {due_text})"
         )
     else:
         title = f"{deadline.label}: passed at {due_text}"
@@ -358,7 +359,10 @@ def after_item_event(session: Session, *, item: Item, event: CustodyEvent, now: 
             due_at=due,
             starts_at=at,
             dedupe_key=f"ambient_exposure:{item.id}:{event.id}",
-            label=f"Ambient exposure limit ({rule.name}, {rule.max_duration} {rule.mode})",
+            label=(
+                f"Ambient exposure limit ({rule.name}, "
+                f"{alerting.format_duration(rule.max_duration)} {rule.mode.replace('_', ' ')})"
+            ),
             **common,
         )
     if (
@@ -465,7 +469,8 @@ def derive_shipment_deadlines(session: Session, *, shipment: Shipment, now: date
             title=(
                 f"Shipper {shipper.serial} hold expires "
                 f"{to_local(risk.expires_at, tz):%b %d %H:%M %Z}, before planned arrival "
-                f"plus {risk.margin} margin (short by {-risk.slack})"
+                f"plus {alerting.format_duration(risk.margin)} margin "
+                f"(short by {alerting.format_duration(-risk.slack)})"
             ),
             site_id=shipment.origin_site_id,
             now=now,

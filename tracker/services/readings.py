@@ -552,7 +552,8 @@ def _raise_excursion_alert(
         sign = "<=" if record.inclusive else "<"
     title = (
         f"{record.level.upper()}: logger {logger.serial} {record.kind} {record.mode} breach "
-        f"({sign} {record.threshold_c:g} °C for {timedelta(seconds=record.min_duration_seconds)}), "
+        f"({sign} {record.threshold_c:g} °C for "
+        f"{alerting.format_duration(timedelta(seconds=record.min_duration_seconds))}), "
         f"worst {record.worst_c:g} °C; {len(exposed)} bag(s) exposed"
     )
     return alerts.raise_alert(
@@ -620,7 +621,7 @@ def sweep_silent_loggers(*, uow: UnitOfWork, now: datetime) -> int:
             severity="alarm",
             notify=Notify.ladder,
             title=(
-                f"Logger {logger.serial} silent for {silence.silent_for} "
+                f"Logger {logger.serial} silent for {alerting.format_duration(silence.silent_for)} "
                 f"({silence.missed_readings} readings missed)"
             ),
             site_id=shipment.origin_site_id if shipment else logger.site_id,

@@ -16,6 +16,7 @@ from flask_login import login_required
 
 from tracker import queries_alerts
 from tracker.domain.alerting import Decision
+from tracker.domain.alerting import format_duration
 from tracker.domain.errors import TrackerError
 from tracker.services import alerts
 from tracker.services import readings
@@ -30,15 +31,7 @@ def _duration(value: object) -> str:
     """A timedelta as '2 h 05 min' (or '45 s')."""
     if not isinstance(value, timedelta):
         return "" if value is None else str(value)
-    seconds = int(value.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min" if minutes else f"{secs} s"
+    return format_duration(value)
 
 
 @bp.get("/alerts")
