@@ -16,6 +16,7 @@ from tracker.domain.loggers import Reading
 from tracker.models import CustodyEvent
 from tracker.models import Shipment
 from tracker.models import Site
+from tracker.models import TemperatureLogger
 from tracker.models import User
 from tracker.services import alerts
 from tracker.services import auth
@@ -88,7 +89,7 @@ def _logger(
     profile: str,
     minutes: int,
     now: datetime,
-) -> readings.TemperatureLogger:
+) -> TemperatureLogger:
     site = uow.session.scalar(select(Site).where(Site.code == site_code))
     assert site is not None
     device = auth.register_device(

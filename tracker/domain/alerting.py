@@ -1,8 +1,13 @@
 """Alerting rules as plain values: temperature tiers per profile, deadline windows, escalation,
 send retries and courier replies.
 
-Every number here is a default that a product profile's ``data`` may override; the keys are
-listed in ``PROFILE_KEYS`` so the profile editor and this module agree on spelling.
+Every number here is a default ([U] in DOMAIN.md) that a product profile's ``data`` overrides:
+``storage_max_c`` (cryogenic limit, at or below is in range; -150), ``cryo_alarm_after_minutes``
+(15), ``critical_after_minutes`` (60), ``fresh_min_c`` / ``fresh_max_c`` (2 / 8),
+``fresh_temperature_rules`` / ``cryogenic_temperature_rules`` (explicit rule lists replacing
+the tiers), ``fresh_stability_hours``, ``thaw_to_infusion_minutes`` (thaw to end of infusion),
+``ambient_cryo_minutes`` (3, per transfer), ``ambient_fresh_minutes`` (60, cumulative),
+``shipper_hold_margin_hours`` (12) and ``deadline_warning_minutes`` ({kind: minutes}).
 """
 
 from __future__ import annotations
@@ -66,23 +71,6 @@ class LadderRole(StrEnum):
 
 Material = Literal["fresh", "cryogenic"]
 
-# Product-profile keys this module reads (all optional; the defaults are [U] in DOMAIN.md).
-PROFILE_KEYS = {
-    "storage_max_c": "cryogenic limit, °C (at or below is in range)",
-    "cryo_alarm_after_minutes": "minutes above the cryogenic limit before an alarm (15)",
-    "critical_after_minutes": "minutes out of range before a critical breach (60)",
-    "fresh_min_c": "lower limit for fresh material, °C (2)",
-    "fresh_max_c": "upper limit for fresh material, °C (8)",
-    "fresh_temperature_rules": "explicit rule list for fresh material (replaces the defaults)",
-    "cryogenic_temperature_rules": "explicit rule list for cryopreserved material",
-    "fresh_stability_hours": "collection to start of manufacturing, fresh starting material",
-    "thaw_to_infusion_minutes": "thaw to end of infusion",
-    "ambient_cryo_minutes": "cryopreserved bag out of storage, per transfer (3)",
-    "ambient_fresh_minutes": "fresh bag at ambient, cumulative (60)",
-    "shipper_hold_margin_hours": "spare hold time a cryoshipper must have on arrival (12)",
-    "deadline_warning_minutes": "{deadline kind: minutes of warning before it is due}",
-}
-
 
 def _minutes(value: Any, default: float) -> timedelta:
     return timedelta(minutes=float(value if value is not None else default))
@@ -130,9 +118,8 @@ def profile_rules(material: Material, data: Mapping[str, Any]) -> list[Temperatu
     ]
 
 
-def needs_quality_decision(level: str) -> bool:
-    """Alarm and critical breaches gate the bag until QA decides; warnings only inform."""
-    return level in ("alarm", "critical")
+# Alarm and critical breaches hold the bags exposed until QA decides; warnings only inform.
+GATING_LEVELS = ("alarm", "critical")
 
 
 def notify_for_level(level: Level) -> Notify:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from tracker.clock import require_aware
 from tracker.clock import to_local
 from tracker.domain.access import Role
+from tracker.domain.alerting import GATING_LEVELS
 from tracker.domain.alerting import Decision
 from tracker.domain.alerting import LadderRole
 from tracker.domain.alerting import Notify
@@ -44,12 +45,10 @@ from tracker.models import ExcursionRecord
 from tracker.models import HandoffDeadline
 from tracker.models import Item
 from tracker.models import QaDisposition
-from tracker.models import RoleAssignment
 from tracker.models import Shipment
 from tracker.models import Site
 from tracker.models import SmsOptOut
 from tracker.models import SmsOutbox
-from tracker.models import TemperatureLogger
 from tracker.models import TherapyOrder
 from tracker.models import User
 from tracker.services.audit import record_audit
@@ -494,7 +493,6 @@ ALWAYS_ALLOWED = frozenset(
 # storage ("storage happens even when the shipment has problems"); it is not used, released,
 # thawed or shipped on, and it does not leave quarantine, until QA clears it.
 PLACEMENT_MOVES = frozenset({CustodyState.in_transit, CustodyState.received, CustodyState.stored})
-_GATING_LEVELS = ("alarm", "critical")
 
 
 @dataclass(frozen=True)
@@ -519,7 +517,7 @@ def _undecided_excursions(
     stmt = (
         select(ExcursionRecord)
         .join(ExcursionItem, ExcursionItem.excursion_id == ExcursionRecord.id)
-        .where(ExcursionItem.item_id == item_id, ExcursionRecord.level.in_(_GATING_LEVELS))
+        .where(ExcursionItem.item_id == item_id, ExcursionRecord.level.in_(GATING_LEVELS))
         .order_by(ExcursionRecord.id)
     )
     if since is not None:
@@ -644,19 +642,3 @@ def _resolve_decided_excursion_alerts(session: Session, item_id: int, now: datet
         )
         if not undecided:
             resolve_alert(session, alert, now=now, resolution="QA decided every exposed bag")
-
-
-def coordinators_at(session: Session, site_id: int) -> list[User]:
-    """Users with the coordinator role at a site (for ladders built from roles)."""
-    return list(
-        session.scalars(
-            select(User)
-            .join(RoleAssignment, RoleAssignment.user_id == User.id)
-            .where(RoleAssignment.site_id == site_id, RoleAssignment.role == Role.coordinator)
-        )
-    )
-
-
-def logger_label(session: Session, logger_id: int | None) -> str:
-    logger = session.get(TemperatureLogger, logger_id) if logger_id else None
-    return logger.serial if logger else ""
