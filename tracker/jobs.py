@@ -19,6 +19,7 @@ from tracker.adapters.sms import make_sms_sender
 from tracker.clock import Clock
 from tracker.config import Settings
 from tracker.models import WorkerHeartbeat
+from tracker.services.sms import Dispatcher
 from tracker.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,9 @@ class JobContext:
     settings: Settings
     name: str
     sms: SmsSender | None = None
-    dispatcher: object = field(default=None, init=False)
+    dispatcher: Dispatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        from tracker.services.sms import Dispatcher
-
         if self.sms is None:
             self.sms = make_sms_sender(self.settings)
         self.dispatcher = Dispatcher(lambda: dispatch_pass(self))
@@ -97,7 +96,7 @@ def dispatch_pass(ctx: JobContext) -> object:
 @logged
 def dispatch_sms(ctx: JobContext) -> None:
     """Send due SMS; NOTIFY wake-ups call the same dispatcher between polls."""
-    ctx.dispatcher.wake()  # type: ignore[attr-defined]
+    ctx.dispatcher.wake()
 
 
 @logged

@@ -45,16 +45,20 @@ def mask_phone(phone: str | None) -> str:
     return f"…{phone[-4:]}" if phone else ""
 
 
-def _rung(session: Session, alert: Alert) -> str:
+def _rung(session: Session, alert: Alert, ladders: dict[int, list[Any]]) -> str:
     if alert.notify == "in_app":
         return "alerts page"
-    rungs = alert_service.ladder_for(session, alert.site_id)
+    if alert.site_id not in ladders:
+        ladders[alert.site_id] = alert_service.ladder_for(session, alert.site_id)
+    rungs = ladders[alert.site_id]
     if alert.escalation_level < len(rungs):
         return RUNG_LABELS[rungs[alert.escalation_level].role.value]
     return "end of ladder"
 
 
-def _alert_row(session: Session, alert: Alert) -> dict[str, Any]:
+def _alert_row(
+    session: Session, alert: Alert, ladders: dict[int, list[Any]] | None = None
+) -> dict[str, Any]:
     shipment = session.get(Shipment, alert.shipment_id) if alert.shipment_id else None
     order = session.get(TherapyOrder, alert.order_id) if alert.order_id else None
     return {
@@ -68,7 +72,7 @@ def _alert_row(session: Session, alert: Alert) -> dict[str, Any]:
         "raised_at": alert.raised_at,
         "job_code": alert.job_code,
         "ack_code": alert.ack_code,
-        "rung": _rung(session, alert),
+        "rung": _rung(session, alert, {} if ladders is None else ladders),
         "escalation_level": alert.escalation_level,
         "next_escalation_at": alert.next_escalation_at,
         "ladder_exhausted": alert.ladder_exhausted,
@@ -93,7 +97,8 @@ def list_alerts(
     if open_only:
         stmt = stmt.where(Alert.status == "open")
     stmt = stmt.order_by(Alert.status != "open", severity, Alert.raised_at.desc()).limit(limit)
-    return [_alert_row(session, a) for a in session.scalars(stmt)]
+    ladders: dict[int, list[Any]] = {}  # one ladder query per site, not per alert
+    return [_alert_row(session, a, ladders) for a in session.scalars(stmt)]
 
 
 def _texts(session: Session, alert_id: int) -> list[dict[str, Any]]:

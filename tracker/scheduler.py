@@ -87,7 +87,7 @@ def _listen_for_sms(settings: Settings, ctx: JobContext, stop: threading.Event) 
                 c.execute(f"LISTEN {SMS_CHANNEL}")
                 while not stop.is_set():
                     for _ in c.notifies(timeout=1.0, stop_after=1):
-                        ctx.dispatcher.wake()  # type: ignore[attr-defined]
+                        ctx.dispatcher.wake()
         except Exception:
             log.exception("SMS listener lost its connection; retrying")
             stop.wait(2)

@@ -31,6 +31,7 @@ class SmsContext:
     ack_code: str
     pickup: Place | None = None
     dropoff: Place | None = None
+    site: Place | None = None  # where it is when no shipment is involved (storage)
     # Times are pre-formatted in the site's zone by the caller, e.g. "Mar 02 09:00 EST".
     window_start: str | None = None
     window_end: str | None = None
@@ -46,6 +47,8 @@ def _route(ctx: SmsContext) -> str:
         parts.append(f"from {ctx.pickup}")
     if ctx.dropoff:
         parts.append(f"to {ctx.dropoff}")
+    if not parts and ctx.site:
+        parts.append(f"at {ctx.site}")
     return (" " + " ".join(parts)) if parts else ""
 
 
@@ -68,15 +71,15 @@ def _ack(ctx: SmsContext) -> str:
 
 def temperature_alarm(ctx: SmsContext) -> str:
     return (
-        f"{_head(ctx)}{_kit(ctx)}: temperature alarm. Check the shipper and keep it closed"
-        f"{_route(ctx)}.{_ack(ctx)}"
+        f"{_head(ctx)}{_kit(ctx)}: temperature alarm{_route(ctx)}. Check the container and "
+        f"keep it closed.{_ack(ctx)}"
     )
 
 
 def logger_silent(ctx: SmsContext) -> str:
     return (
-        f"{_head(ctx)}{_kit(ctx)}: the temperature logger stopped reporting. Check it is on "
-        f"and inside the shipper.{_ack(ctx)}"
+        f"{_head(ctx)}{_kit(ctx)}: the temperature logger stopped reporting{_route(ctx)}. "
+        f"Check it is on and in place.{_ack(ctx)}"
     )
 
 
@@ -107,11 +110,15 @@ def delivery_overdue(ctx: SmsContext) -> str:
 
 
 def deadline_warning(ctx: SmsContext) -> str:
-    return f"{_head(ctx)}{_kit(ctx)}: a handoff deadline falls due {ctx.due}.{_ack(ctx)}"
+    return (
+        f"{_head(ctx)}{_kit(ctx)}: a handoff deadline falls due {ctx.due}{_route(ctx)}.{_ack(ctx)}"
+    )
 
 
 def deadline_overdue(ctx: SmsContext) -> str:
-    return f"{_head(ctx)}{_kit(ctx)}: a handoff deadline passed at {ctx.due}.{_ack(ctx)}"
+    return (
+        f"{_head(ctx)}{_kit(ctx)}: a handoff deadline passed at {ctx.due}{_route(ctx)}.{_ack(ctx)}"
+    )
 
 
 def ack_received(ctx: SmsContext) -> str:

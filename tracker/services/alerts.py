@@ -201,20 +201,18 @@ def sms_context(session: Session, alert: Alert, *, escalated: bool = False) -> S
     """What an alert's text may say: job code, places, windows, last digits. Nothing else."""
     shipment = session.get(Shipment, alert.shipment_id) if alert.shipment_id else None
     deadline = session.get(HandoffDeadline, alert.deadline_id) if alert.deadline_id else None
-    site = session.get(Site, alert.site_id)
-    tz = site.timezone if site else "UTC"
+    due = deadline.due_at if deadline else None
     if shipment is None:
-        place = Place(site.name, site.address) if site else None
-        due = deadline.due_at if deadline else None
+        site = session.get(Site, alert.site_id)
+        assert site is not None
         return SmsContext(
             job_code=alert.job_code,
             ack_code=alert.ack_code,
-            pickup=place,
-            due=_fmt(due, tz) or alert.details.get("due_local"),
+            site=Place(site.name, site.address),
+            due=_fmt(due, site.timezone),
             escalated=escalated,
         )
     origin, destination = shipment.origin_site, shipment.destination_site
-    due = deadline.due_at if deadline else None
     return SmsContext(
         job_code=alert.job_code,
         ack_code=alert.ack_code,
@@ -222,7 +220,7 @@ def sms_context(session: Session, alert: Alert, *, escalated: bool = False) -> S
         dropoff=Place(destination.name, destination.address),
         window_start=_fmt(shipment.planned_pickup_at, origin.timezone),
         window_end=_fmt(shipment.planned_delivery_at, destination.timezone),
-        due=_fmt(due, origin.timezone) or alert.details.get("due_local"),
+        due=_fmt(due, origin.timezone),
         shipper_last4=last_digits(shipment.shipper.serial if shipment.shipper else None),
         seal_last4=last_digits(shipment.tamper_seal),
         escalated=escalated,

@@ -303,12 +303,14 @@ def ingest_readings(
         return result
     new = batch if len(inserted) == len(batch) else [r for r in batch if r.at in inserted]
     previous_last = logger.last_reading_at
+    interval = timedelta(seconds=logger.expected_interval_seconds)
+    if previous_last is not None and now - previous_last > interval * logger.silence_factor:
+        _resolve_silence(session, logger, now)  # it was silent long enough to have an alarm
     latest = max(r.at for r in new)
     if previous_last is None or latest > previous_last:
         logger.last_reading_at = latest
     if logger.series_started_at is None:
         logger.series_started_at = min(r.at for r in new)
-    _resolve_silence(session, logger, now)
     if not evaluate_now:
         return result
     rules = rules_for_logger(session, logger, at=latest).rules
@@ -626,10 +628,12 @@ def sweep_silent_loggers(*, uow: UnitOfWork, now: datetime) -> int:
     """Raise one alarm per silence: no reading for longer than ``silence_factor`` intervals."""
     session = uow.session
     raised = 0
+    # No row locks: the alert's dedupe key (logger + last reading) makes a rival sweep a no-op,
+    # and ingestion is never held up by a sweep.
     candidates = session.scalars(
-        select(TemperatureLogger)
-        .where(TemperatureLogger.active.is_(True), TemperatureLogger.last_reading_at.is_not(None))
-        .with_for_update(of=TemperatureLogger, skip_locked=True)
+        select(TemperatureLogger).where(
+            TemperatureLogger.active.is_(True), TemperatureLogger.last_reading_at.is_not(None)
+        )
     )
     for logger in candidates:
         assert logger.last_reading_at is not None
