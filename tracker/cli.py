@@ -64,6 +64,8 @@ def worker_command() -> None:
     from tracker import scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    # Sweepers run every second or two; their "running job" lines would drown everything else.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    # SharedKey secret for webhooks signed with HMAC_SHA256 (X-Twilio-Webhooks-Signature-Settings).
+    twilio_shared_key: SecretStr | None = None
+    # A stand-in for api.twilio.com (a mock server in staging, the benchmark's fake endpoint).
+    twilio_api_base_url: str | None = None
+    twilio_timeout_seconds: float = Field(default=10, gt=0)
+    # SMS dispatch: poll interval, and how long a claimed message may stay "sending" before
+    # another dispatcher assumes its worker died (must exceed the HTTP timeout).
+    sms_dispatch_seconds: float = Field(default=1.0, gt=0)
+    sms_sending_lease_seconds: int = Field(default=60, ge=1)
+    alert_sweep_seconds: int = Field(default=2, ge=1)
+    silence_sweep_seconds: int = Field(default=15, ge=1)
     # Worker
     worker_heartbeat_seconds: int = Field(default=5, ge=1)
 
@@ -58,6 +70,8 @@ class Settings(BaseSettings):
                 raise ValueError("TRACKER_SECRET_KEY must be set in production")
             if self.database_url.startswith("sqlite"):
                 raise ValueError("production needs a PostgreSQL TRACKER_DATABASE_URL")
+        if self.sms_sending_lease_seconds <= self.twilio_timeout_seconds:
+            raise ValueError("TRACKER_SMS_SENDING_LEASE_SECONDS must exceed the Twilio timeout")
         return self
 
     @property

@@ -220,6 +220,9 @@ def seed_demo(
     for n in range(12):
         # Later journeys started earlier, so every demo event lies in the past.
         _play_journey(uow, p, settings, n, now - timedelta(days=24 + n), rng)
+    from tracker import demo_alerts
+
+    demo_alerts.seed(uow=uow, admin=admin, users=users, now=now)
     uow.flush()
     return True
 
@@ -264,7 +267,10 @@ def _play_journey(
 
     def step(name: str, item: str, to: S, site: str | None = None) -> None:
         nonlocal t
-        t += timedelta(hours=rng.randint(2, 20))
+        # Bags leave ambient states (just collected, just received) and thawed product within
+        # minutes, as the product windows require; the other steps take hours.
+        quick = to in (S.packed, S.stored, S.in_manufacturing, S.infusing, S.infused)
+        t += timedelta(minutes=rng.randint(1, 2)) if quick else timedelta(hours=rng.randint(2, 20))
         if to is S.labelled:  # "label applied" needs a printed label first
             _print_demo_label(uow, who(name), settings, item, t - timedelta(minutes=5))
         custody.change_item_state(

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import CheckConstraint
 from sqlalchemy import Date
+from sqlalchemy import Float
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -489,3 +490,376 @@ class LabelPrint(Base):
     printer: Mapped[Printer | None] = relationship(lazy="joined")
     actor: Mapped[User | None] = relationship(lazy="joined")
     site: Mapped[Site] = relationship(lazy="joined")
+
+
+# --- alerts ---
+# Loggers and their readings, excursions (breach records with copied thresholds), QA
+# dispositions, handoff deadlines, alerts with escalation ladders, and the SMS outbox with
+# the webhook evidence Twilio sends back. Readings, dispositions, inbound SMS and status
+# callbacks are evidence: database triggers make them append-only.
+
+ALERT_KINDS = [
+    "temperature_excursion",
+    "logger_silent",
+    "shipper_hold",
+    "deadline_warning",
+    "deadline_breach",
+]
+DEADLINE_KINDS = [
+    "pickup_by",
+    "delivery_by",
+    "fresh_stability",
+    "shipper_expiry",
+    "ambient_exposure",
+    "thaw_to_infusion",
+    "plan_milestone",
+]
+OUTBOX_STATES = [
+    "pending",  # waiting for its turn (or for a retry after 429)
+    "sending",  # claimed by a dispatcher; the call to Twilio is in flight
+    "verify",  # the call may have gone through (5xx, timeout, dead worker): look it up first
+    "checking",  # claimed by a dispatcher that is looking it up
+    "sent",  # Twilio accepted it (sid stored)
+    "failed",  # permanently refused, or retries exhausted
+    "suppressed",  # not sent: the recipient opted out
+    "cancelled",  # not sent: the alert was acknowledged first
+    "unknown",  # could not find out whether it went; escalation carries on
+]
+
+
+class TemperatureLogger(Base):
+    """A temperature logger placed in shipments (by serial) or fixed in a site's storage."""
+
+    __tablename__ = "loggers"
+    __table_args__ = (
+        _in("placement", ["shipment", "storage"], "placement"),
+        _in("profile", ["cryogenic", "fresh", "device"], "profile"),
+        CheckConstraint("expected_interval_seconds > 0", name="interval_positive"),
+        CheckConstraint("silence_factor > 0", name="silence_factor_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    # The API device whose token may post this logger's readings (None: file imports only).
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    placement: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(String(120), default="")
+    # A logger built into one cryoshipper follows that shipper from shipment to shipment.
+    shipper_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    profile: Mapped[str] = mapped_column(String(16))
+    limit_c: Mapped[float | None] = mapped_column(Float)
+    expected_interval_seconds: Mapped[int]
+    silence_factor: Mapped[float] = mapped_column(Float, default=2.0)
+    # Cumulative rules count from here (a new shipment leg starts a new series).
+    series_started_at: Mapped[datetime | None]
+    last_reading_at: Mapped[datetime | None]
+    excursion_open: Mapped[bool] = mapped_column(default=False)
+    device_alarms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+    site: Mapped[Site] = relationship(lazy="joined")
+
+
+class LoggerImportRun(Base):
+    """One uploaded logger file: the archived original, its progress and its outcome."""
+
+    __tablename__ = "logger_imports"
+    __table_args__ = (
+        _in(
+            "status",
+            ["queued", "parsing", "storing", "evaluating", "done", "failed"],
+            "status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    logger_id: Mapped[int | None] = mapped_column(ForeignKey("loggers.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    serial_hint: Mapped[str | None] = mapped_column(String(64))
+    profile_hint: Mapped[str] = mapped_column(String(16), default="cryogenic")
+    content: Mapped[str] = mapped_column(Text)
+    format: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    readings_new: Mapped[int] = mapped_column(default=0)
+    readings_duplicate: Mapped[int] = mapped_column(default=0)
+    readings_conflicting: Mapped[int] = mapped_column(default=0)
+    excursions: Mapped[int] = mapped_column(default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    uploaded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class LoggerReading(Base):
+    """One reading; idempotent per logger and instant (the primary key). Append-only."""
+
+    __tablename__ = "logger_readings"
+
+    logger_id: Mapped[int] = mapped_column(ForeignKey("loggers.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True)
+    celsius: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[datetime]
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("logger_imports.id"))
+
+
+class ExcursionRecord(Base):
+    """A breach of one temperature rule, with the rule's thresholds copied onto the row."""
+
+    __tablename__ = "excursions"
+    __table_args__ = (
+        _in("level", ["warning", "alarm", "critical"], "level"),
+        _in("kind", ["hot", "cold"], "kind"),
+        _in("mode", ["consecutive", "cumulative"], "mode"),
+        CheckConstraint("end_at IS NULL OR end_at >= start_at", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    logger_id: Mapped[int] = mapped_column(ForeignKey("loggers.id"), index=True)
+    shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipments.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    level: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8))
+    mode: Mapped[str] = mapped_column(String(16))
+    threshold_c: Mapped[float] = mapped_column(Float)
+    inclusive: Mapped[bool]
+    min_duration_seconds: Mapped[int]
+    rule_source: Mapped[str] = mapped_column(String(160))
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("product_profiles.id"))
+    profile_version: Mapped[int | None]
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime | None]
+    duration_seconds: Mapped[int]
+    triggered_at: Mapped[datetime]
+    worst_c: Mapped[float] = mapped_column(Float)
+    worst_at: Mapped[datetime]
+    spans: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    detected_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    logger: Mapped[TemperatureLogger] = relationship(lazy="joined")
+    items: Mapped[list[Item]] = relationship(secondary="excursion_items", lazy="selectin")
+
+
+class ExcursionItem(Base):
+    """A bag that sat in the breached container during the breach."""
+
+    __tablename__ = "excursion_items"
+
+    excursion_id: Mapped[int] = mapped_column(ForeignKey("excursions.id"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+
+
+class QaDisposition(Base):
+    """QA's decision on a bag after an excursion; the latest one gates custody. Append-only."""
+
+    __tablename__ = "qa_dispositions"
+    __table_args__ = (
+        _in("decision", ["accept", "quarantine", "discard"], "decision"),
+        Index("ix_qa_dispositions_item_id_id", "item_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    excursion_id: Mapped[int | None] = mapped_column(ForeignKey("excursions.id"))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text)
+    decided_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime]
+
+    decided_by: Mapped[User] = relationship(lazy="joined")
+
+
+class HandoffDeadline(Base):
+    """A deadline row derived from the plan and product profile; the sweeper warns and alerts."""
+
+    __tablename__ = "handoff_deadlines"
+    __table_args__ = (
+        _in("kind", DEADLINE_KINDS, "kind"),
+        _in("status", ["open", "met", "cancelled"], "status"),
+        CheckConstraint("warn_at IS NULL OR warn_at <= due_at", name="warns_before_due"),
+        Index("ix_handoff_deadlines_status_due_at", "status", "due_at"),
+        Index("ix_handoff_deadlines_status_warn_at", "status", "warn_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    label: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime]
+    warn_at: Mapped[datetime | None]
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_orders.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipments.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("product_profiles.id"))
+    profile_version: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    warned_at: Mapped[datetime | None]
+    breached_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EscalationStep(Base):
+    """One rung of a site's ladder: who hears next, how, and how long they have to answer."""
+
+    __tablename__ = "escalation_steps"
+    __table_args__ = (
+        UniqueConstraint("site_id", "position"),
+        _in("role", ["courier", "backup_courier", "coordinator", "on_call_manager"], "role"),
+        _in("channel", ["sms", "in_app"], "channel"),
+        CheckConstraint("ack_timeout_minutes > 0", name="timeout_positive"),
+        # The courier rung names nobody: it means the courier of the shipment concerned.
+        CheckConstraint("role = 'courier' OR user_id IS NOT NULL", name="named_unless_courier"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    position: Mapped[int]
+    role: Mapped[str] = mapped_column(String(24))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    ack_timeout_minutes: Mapped[int]
+
+    user: Mapped[User | None] = relationship(lazy="joined")
+
+
+class Alert(Base):
+    """Something a person must hear about; raised once per dedupe key, escalated until acked."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        _in("kind", ALERT_KINDS, "kind"),
+        _in("severity", ["info", "warning", "alarm", "critical"], "severity"),
+        _in("notify", ["in_app", "first", "ladder"], "notify"),
+        _in("status", ["open", "acknowledged", "resolved"], "status"),
+        CheckConstraint("ack_channel IS NULL OR ack_channel IN ('web', 'sms')", name="ack_channel"),
+        CheckConstraint(
+            "status <> 'acknowledged' OR acknowledged_at IS NOT NULL", name="ack_has_time"
+        ),
+        Index("ix_alerts_status_next_escalation_at", "status", "next_escalation_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    notify: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_orders.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipments.id"))
+    logger_id: Mapped[int | None] = mapped_column(ForeignKey("loggers.id"))
+    excursion_id: Mapped[int | None] = mapped_column(ForeignKey("excursions.id"))
+    deadline_id: Mapped[int | None] = mapped_column(ForeignKey("handoff_deadlines.id"))
+    # Opaque codes: the job code names the work in SMS, the ack code is what couriers reply.
+    job_code: Mapped[str] = mapped_column(String(16))
+    ack_code: Mapped[str] = mapped_column(String(8), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    raised_at: Mapped[datetime]
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    next_escalation_at: Mapped[datetime | None]
+    ladder_exhausted: Mapped[bool] = mapped_column(default=False)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    ack_channel: Mapped[str | None] = mapped_column(String(8))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    ack_phone: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(200))
+    version_id: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+    site: Mapped[Site] = relationship(lazy="joined")
+    acknowledged_by: Mapped[User | None] = relationship(lazy="joined")
+
+
+class SmsOutbox(Base):
+    """A text to send, committed with the event that caused it; the dispatcher sends it."""
+
+    __tablename__ = "sms_outbox"
+    __table_args__ = (
+        _in("state", OUTBOX_STATES, "state"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        CheckConstraint("state <> 'sent' OR sid IS NOT NULL", name="sent_has_sid"),
+        Index("ix_sms_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    to_phone: Mapped[str] = mapped_column(String(32))
+    template: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    verify_attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    sent_at: Mapped[datetime | None]
+    sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    twilio_status: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    user: Mapped[User | None] = relationship(lazy="joined")
+
+
+class SmsStatusEvent(Base):
+    """A delivery status callback as Twilio sent it, once per (sid, status). Append-only."""
+
+    __tablename__ = "sms_status_events"
+    __table_args__ = (UniqueConstraint("message_sid", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[int | None]
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("sms_outbox.id"))
+    received_at: Mapped[datetime]
+
+
+class SmsInbound(Base):
+    """A text a courier or on-call person sent us, and what we made of it. Append-only."""
+
+    __tablename__ = "sms_inbound"
+    __table_args__ = (_in("action", ["ack", "stop", "start", "help", "unknown"], "action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_phone: Mapped[str] = mapped_column(String(32), index=True)
+    to_phone: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(200))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    received_at: Mapped[datetime]
+
+
+class SmsOptOut(Base):
+    """Whether a phone number said STOP (or Twilio reported it unsubscribed); shown to staff."""
+
+    __tablename__ = "sms_opt_outs"
+    __table_args__ = (_in("source", ["keyword", "carrier_error", "admin"], "source"),)
+
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opted_out: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime]

@@ -19,8 +19,10 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from tracker import jobs as j
 from tracker.clock import Clock
 from tracker.clock import SystemClock
 from tracker.config import Settings
@@ -38,12 +40,21 @@ LEADER_LOCK = 0x7C0_1D  # one constant key for the whole deployment
 class Job:
     id: str
     func: Callable[[JobContext], None]
-    seconds: int
+    seconds: float
 
 
 def jobs(settings: Settings) -> list[Job]:
     """Every periodic job, with a stable id (sweepers over database rows)."""
-    return [Job("worker-heartbeat", record_heartbeat, settings.worker_heartbeat_seconds)]
+    return [
+        Job("worker-heartbeat", record_heartbeat, settings.worker_heartbeat_seconds),
+        # Polled every second and woken by NOTIFY on PostgreSQL: an alert's SMS leaves within
+        # a second or two of the reading that caused it.
+        Job("sms-dispatch", j.dispatch_sms, settings.sms_dispatch_seconds),
+        Job("alert-sweep", j.sweep_alerts, settings.alert_sweep_seconds),
+        Job("logger-silence", j.sweep_silent_loggers, settings.silence_sweep_seconds),
+        Job("logger-imports", j.run_logger_imports, 1),
+        Job("shipment-deadlines", j.rederive_shipment_deadlines, 60),
+    ]
 
 
 def _schedule(ctx: JobContext, settings: Settings) -> BackgroundScheduler:
@@ -61,6 +72,25 @@ def _schedule(ctx: JobContext, settings: Settings) -> BackgroundScheduler:
             next_run_time=datetime.now(UTC),
         )
     return sched
+
+
+def _listen_for_sms(settings: Settings, ctx: JobContext, stop: threading.Event) -> None:
+    """Wake the dispatcher on NOTIFY (sent by the transaction that queued a text)."""
+    import psycopg
+
+    from tracker.services.alerts import SMS_CHANNEL
+
+    url = make_url(settings.database_url).set(drivername="postgresql")
+    while not stop.is_set():
+        try:
+            with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as c:
+                c.execute(f"LISTEN {SMS_CHANNEL}")
+                while not stop.is_set():
+                    for _ in c.notifies(timeout=1.0, stop_after=1):
+                        ctx.dispatcher.wake()
+        except Exception:
+            log.exception("SMS listener lost its connection; retrying")
+            stop.wait(2)
 
 
 def run(settings: Settings, stop: threading.Event, *, clock: Clock | None = None) -> None:
@@ -91,6 +121,11 @@ def run(settings: Settings, stop: threading.Event, *, clock: Clock | None = None
             log.info("worker is leader")
             sched = _schedule(ctx, settings)
             sched.start()
+            stepping_down = threading.Event()
+            listener = threading.Thread(
+                target=_listen_for_sms, args=(settings, ctx, stepping_down), daemon=True
+            )
+            listener.start()
             try:
                 while not stop.wait(2):
                     conn.execute(text("SELECT 1"))  # heartbeat; raises if the session died
@@ -98,5 +133,7 @@ def run(settings: Settings, stop: threading.Event, *, clock: Clock | None = None
             except Exception:
                 log.exception("lost the leader connection; stepping down")
             finally:
+                stepping_down.set()
                 sched.shutdown(wait=True)
+                listener.join(timeout=5)
     engine.dispose()

@@ -49,6 +49,12 @@ REASONS: dict[str, str] = {
     "label_data_missing": "A value the label needs is not on record (see the message).",
     "printer_unreachable": "The label printer cannot be reached (off, offline or wrong address).",
     "printer_refused": "The label printer dropped the print job before taking it all.",
+    # alerts, QA dispositions and loggers
+    "disposition_pending": "An excursion exposed this bag; QA decides before its next use.",
+    "quarantine_hold": "QA quarantined or discarded this bag; only those moves remain.",
+    "excursion_ongoing": "The excursion is still going on; it cannot be accepted yet.",
+    "alert_not_open": "The alert was already acknowledged or resolved.",
+    "not_a_logger": "Only a device registered as a temperature logger may post readings.",
 }
 
 

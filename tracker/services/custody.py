@@ -29,6 +29,8 @@ from tracker.models import Item
 from tracker.models import Shipment
 from tracker.models import Site
 from tracker.models import TherapyOrder
+from tracker.services import alerts
+from tracker.services import deadlines
 from tracker.services.audit import record_audit
 from tracker.services.counters import next_value
 from tracker.services.labels import require_label_printed
@@ -305,9 +307,13 @@ def change_item_state(
     step = transition(ItemKind(item.kind), CustodyState(item.state), to_state, reason=reason)
     if step.to_state is CustodyState.labelled:
         require_label_printed(session, item)  # "label applied" needs a successful print
+    # QA gate: an undecided excursion, or a quarantine/discard decision, holds the bag.
+    alerts.require_custody_step_allowed(session, item, step.to_state)
     old_state = item.state
     item.state = step.to_state.value  # the one place an item's state is written
     item.site_id = site.id
+    if item.kind == ItemKind.cryoshipper and step.to_state == CustodyState.charged:
+        item.charged_at = occurred  # starts the hold-time clock
     event = _append_event(
         session,
         CustodyEvent(
@@ -337,6 +343,7 @@ def change_item_state(
         reason=step.reason,
         site_id=site.id,
     )
+    deadlines.after_item_event(session, item=item, event=event, now=recorded)
     return event
 
 
@@ -426,6 +433,7 @@ def create_shipment(
         changes={"items": [None, sorted(i.public_id for i in items)]},
         site_id=origin.id,
     )
+    deadlines.derive_shipment_deadlines(session, shipment=shipment, now=recorded)
     return shipment
 
 
@@ -487,6 +495,7 @@ def change_shipment_state(
         reason=step.reason,
         site_id=site_id,
     )
+    deadlines.after_shipment_event(session, shipment=shipment, event=event, now=recorded)
     return event
 
 
@@ -546,6 +555,52 @@ def correct_event(
         reason=reason.strip(),
     )
     return event
+
+
+def record_note(
+    session: Session,
+    *,
+    order_id: int | None,
+    item_id: int | None,
+    shipment_id: int | None,
+    site_id: int | None,
+    actor_user_id: int | None,
+    occurred_at: datetime,
+    now: datetime,
+    details: dict[str, Any],
+) -> CustodyEvent | None:
+    """Append evidence that changes no state (an SMS acknowledgement) to the order's chain,
+    or to a reusable asset's own chain; None when the subject belongs to no chain."""
+    occurred, recorded = _when(now, occurred_at)
+    if order_id is not None:
+        order = session.scalar(
+            select(TherapyOrder).where(TherapyOrder.id == order_id).with_for_update(of=TherapyOrder)
+        )
+        assert order is not None
+        key = order_chain_key(order)
+    elif item_id is not None:
+        asset = session.get(Item, item_id)
+        if asset is None or asset.order_id is not None:
+            return None
+        asset = _lock_item(session, asset.public_id)
+        key = asset_chain_key(asset)
+    else:
+        return None
+    return _append_event(
+        session,
+        CustodyEvent(
+            chain_key=key,
+            order_id=order_id,
+            item_id=item_id,
+            shipment_id=shipment_id,
+            event_type="note",
+            site_id=site_id,
+            actor_user_id=actor_user_id,
+            occurred_at=occurred,
+            recorded_at=recorded,
+            details=details,
+        ),
+    )
 
 
 def verify_chain_for(session: Session, chain_key: str) -> list[chain.ChainBreak]:

@@ -21,10 +21,13 @@ from tracker.config import load_settings
 from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.services.auth import make_hasher
+from tracker.web import alerts
 from tracker.web import api
+from tracker.web import api_alerts  # noqa: F401  (adds its routes to the API blueprint)
 from tracker.web import health
 from tracker.web import labels_api
 from tracker.web import labels_ui
+from tracker.web import twilio
 from tracker.web import ui
 from tracker.web.auth import init_auth
 from tracker.web.errors import register_error_handlers
@@ -70,6 +73,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.register_blueprint(ui.bp)
     app.register_blueprint(labels_api.bp)
     app.register_blueprint(labels_ui.bp)
+    app.register_blueprint(alerts.bp)
+    app.register_blueprint(twilio.bp)
     init_cli(app)
 
     @app.get("/api/openapi.json")

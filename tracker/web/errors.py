@@ -37,6 +37,11 @@ HTTP_STATUS: dict[str, int] = {
     # The printer, not the caller, failed: a gateway error, and the attempt is on record.
     "printer_unreachable": 502,
     "printer_refused": 502,
+    "disposition_pending": 409,
+    "quarantine_hold": 409,
+    "excursion_ongoing": 409,
+    "alert_not_open": 409,
+    "not_a_logger": 403,
     "internal_error": 500,
 }
 

@@ -6,6 +6,7 @@ with the document generated from the same models the views validate with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
@@ -30,6 +31,7 @@ class Operation:
     tag: str
     errors: tuple[int, ...]
     produces: tuple[str, ...] = ()
+    int_params: tuple[str, ...] = ()
 
 
 @dataclass
@@ -68,9 +70,19 @@ class Registry:
             for conv in ("<int:", "<"):
                 path = path.replace(conv, "{")
             path = path.replace(">", "}")
+            ints = tuple(re.findall(r"<int:(\w+)>", rule))
             self.operations.append(
                 Operation(
-                    path, method.lower(), summary, body, response, status, tag, errors, produces
+                    path,
+                    method.lower(),
+                    summary,
+                    body,
+                    response,
+                    status,
+                    tag,
+                    errors,
+                    produces=produces,
+                    int_params=ints,
                 )
             )
             return wrapper
@@ -94,9 +106,7 @@ class Registry:
                         "name": p,
                         "in": "path",
                         "required": True,
-                        "schema": {
-                            "type": "integer" if p.endswith("_id") and p == "event_id" else "string"
-                        },
+                        "schema": {"type": "integer" if p in op.int_params else "string"},
                     }
                     for p in params
                 ]

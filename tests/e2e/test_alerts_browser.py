@@ -1,0 +1,130 @@
+"""Alerts in a real browser: the demo excursion, acknowledgement, a QA quarantine, the bag's
+exposure ledger, and a logger file imported by the worker with visible progress."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import reset_database
+from tests.e2e import test_pages_browser as pages
+from tests.e2e.test_pages_browser import log_in
+from tests.e2e.test_pages_browser import shot
+from tracker import migrate
+from tracker import scheduler
+from tracker.clock import SystemClock
+from tracker.config import Settings
+from tracker.db import make_engine
+from tracker.db import make_session_factory
+from tracker.demo import seed_demo
+from tracker.services.auth import make_hasher
+from tracker.unit_of_work import UnitOfWork
+
+pytestmark = pytest.mark.browser
+# The same chromium and page fixtures as the other page tests (console errors fail a test).
+browser = pages.browser
+page = pages.page
+FRIDGETAG = (
+    Path(__file__).resolve().parents[1]
+    / "data"
+    / "loggers"
+    / ("fridgetag-ul_100800001215_202304201410.txt")
+)
+
+
+@pytest.fixture(scope="module")
+def alerts_server(tmp_path_factory):
+    """The app and its worker (SQLite mode, console SMS) on a demo database."""
+    from tracker.web import create_app
+
+    db = tmp_path_factory.mktemp("alerts-browser") / "alerts.db"
+    settings = Settings(
+        env="test",
+        database_url=f"sqlite:///{db}",
+        secret_key="browser-test-secret",  # type: ignore[arg-type]
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
+    )
+    engine = make_engine(settings.database_url)
+    reset_database(engine)
+    migrate.upgrade(settings.database_url)
+    with UnitOfWork(make_session_factory(engine)) as uow:
+        seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=SystemClock().now())
+        uow.commit()
+    engine.dispose()
+    stop = threading.Event()
+    worker = threading.Thread(target=scheduler.run, args=(settings, stop), daemon=True)
+    worker.start()
+    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    stop.set()
+    worker.join(10)
+
+
+def test_a_coordinator_acknowledges_the_demo_excursion_and_qa_quarantines_the_bag(
+    page,
+    alerts_server,
+):
+    base = alerts_server
+    log_in(page, base, "coordinator")
+    page.wait_for_url(f"{base}/orders")
+    page.click("nav >> text=Alerts")
+    rows = page.locator("table[aria-label='Alerts'] tbody tr")
+    assert rows.count() >= 2
+    alarm = page.locator("tr[data-kind='temperature_excursion']", has=page.locator(".sev-alarm"))
+    assert "LOG-0005" in alarm.inner_text()
+    shot(page, "alerts")
+    alarm.locator("a").click()
+    page.wait_for_selector("[data-testid=thresholds]")
+    assert "> -130.0 °C for 15 min" in page.locator("[data-testid=thresholds]").inner_text()
+    assert page.locator("table[aria-label='Bags exposed'] tbody tr").count() == 1
+    page.wait_for_function("document.querySelector(\"table[aria-label='Text messages']\") !== null")
+    page.fill("#comment", "Courier called: shipper lid re-seated, temperature recovering")
+    page.click("button:has-text('Acknowledge')")
+    page.wait_for_selector("[data-testid=ack]")
+    assert page.locator("[data-testid=alert-status]").inner_text() == "acknowledged"
+    alert_url = page.url
+    bag = page.locator("table[aria-label='Bags exposed'] tbody tr").get_attribute("data-bag")
+    shot(page, "alert-acknowledged")
+    page.click("text=Log out")
+
+    log_in(page, base, "qa")
+    page.wait_for_url(f"{base}/orders")
+    page.goto(alert_url)
+    row = page.locator(f"tr[data-bag='{bag}']")
+    row.locator("select").select_option("quarantine")
+    row.locator("input[name=comment]").fill("Above -130 °C for 40 min: hold for deviation review")
+    row.locator("button").click()
+    page.wait_for_selector(".decision-quarantine")
+    shot(page, "alert-qa-quarantine")
+    page.locator(f"a:has-text('{bag}')").click()
+    page.wait_for_selector("[data-testid=ledger]")
+    assert "quarantine" in page.locator("[data-testid=qa-hold]").inner_text()
+    assert page.locator("[data-testid=out-of-range]").inner_text() != "0 s"
+    shot(page, "exposure-ledger")
+
+
+def test_a_fridge_tag_file_is_imported_by_the_worker_with_visible_progress(
+    page,
+    alerts_server,
+):
+    base = alerts_server
+    log_in(page, base, "coordinator")
+    page.wait_for_url(f"{base}/orders")
+    page.click("nav >> text=Loggers")
+    assert page.locator("table[aria-label='Loggers'] tbody tr").count() == 2
+    page.set_input_files("#file", str(FRIDGETAG))
+    page.select_option("#profile", "device")
+    page.click("button:has-text('Import')")
+    page.wait_for_selector("#import-progress")
+    page.wait_for_selector("#import-progress[data-status=done]", timeout=20000)
+    outcome = page.locator("[data-testid=import-outcome]").inner_text()
+    assert "berlinger_fridgetag" in outcome and "835 new" in outcome
+    assert "-90.0 °C" in outcome
+    shot(page, "import-done")
