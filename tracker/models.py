@@ -381,3 +381,7 @@ class IdentifierCounter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(default=0)
+
+
+# --- schedules ---
+from schedules import models as _schedules_models  # noqa: E402, F401  (registers its tables)

@@ -32,6 +32,12 @@ HTTP_STATUS: dict[str, int] = {
     "duplicate_identifier": 409,
     "invalid_transition": 409,
     "coi_mismatch": 409,
+    "capacity_taken": 409,
+    "capacity_in_use": 409,
+    "plan_changed": 409,
+    "plan_exists": 409,
+    "plan_not_live": 409,
+    "hold_expired": 409,
     "internal_error": 500,
 }
 
