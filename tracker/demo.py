@@ -15,6 +15,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
+from schedules.demo import seed_schedules
 from tracker.config import Settings
 from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
@@ -199,6 +200,7 @@ def seed_demo(
     for n in range(12):
         # Later journeys started earlier, so every demo event lies in the past.
         _play_journey(uow, p, settings, n, now - timedelta(days=24 + n), rng)
+    seed_schedules(uow=uow, principals=p, now=now)  # capacity, plans, waitlist
     uow.flush()
     return True
 

@@ -21,6 +21,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
+from schedules.jobs import extend_capacity_horizon
+from schedules.jobs import sweep_expired_holds
 from tracker.clock import Clock
 from tracker.clock import SystemClock
 from tracker.config import Settings
@@ -43,7 +45,11 @@ class Job:
 
 def jobs(settings: Settings) -> list[Job]:
     """Every periodic job, with a stable id (sweepers over database rows)."""
-    return [Job("worker-heartbeat", record_heartbeat, settings.worker_heartbeat_seconds)]
+    return [
+        Job("worker-heartbeat", record_heartbeat, settings.worker_heartbeat_seconds),
+        Job("schedules-expire-holds", sweep_expired_holds, 60),
+        Job("schedules-extend-capacity", extend_capacity_horizon, 6 * 3600),
+    ]
 
 
 def _schedule(ctx: JobContext, settings: Settings) -> BackgroundScheduler:
