@@ -399,6 +399,7 @@ def order_plan(
                 "timezone": site.timezone,
                 "site": site.code,
                 "description": d.description,
+                "what": d.description.rsplit(" by ", 1)[0],
                 "profile_version": d.profile_version,
             }
             for d, site in session.execute(

@@ -33,11 +33,14 @@ def build_capacity(
 ) -> dict[str, str]:
     """Define and expand the three resources; returns their public ids by kind."""
     admin = world.principals["admin"]
+    chair_hours = hours(WEEKDAYS, time(8), time(16), chairs)
+    line_hours = hours(WEEKDAYS, time(9), time(10), lines)
+    bed_hours = hours(NOT_SUNDAY, time(0), time(0), beds)
     specs = [
-        ("CC1", ResourceKind.apheresis_chair, "Chairs", None, 240, hours(WEEKDAYS, time(8), time(16), chairs)),
-        ("MF1", ResourceKind.manufacturing_slot, "Line A", "CD19-FRESH", None, hours(WEEKDAYS, time(9), time(10), lines)),
-        ("TC1", ResourceKind.infusion_bed, "Beds", None, None, hours(NOT_SUNDAY, time(0), time(0), beds)),
-    ]  # fmt: skip
+        ("CC1", ResourceKind.apheresis_chair, "Chairs", None, 240, chair_hours),
+        ("MF1", ResourceKind.manufacturing_slot, "Line A", "CD19-FRESH", None, line_hours),
+        ("TC1", ResourceKind.infusion_bed, "Beds", None, None, bed_hours),
+    ]
     ids: dict[str, str] = {}
     with new_uow() as uow:
         for site, kind, name, product, minutes, weekly in specs:

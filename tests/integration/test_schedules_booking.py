@@ -68,9 +68,7 @@ def book(new_uow, world, order, now, **kw):
         return plan
 
 
-def test_weekly_hours_become_utc_windows_that_follow_new_york_summer_time(
-    new_uow, capacity, clock
-):
+def test_weekly_hours_become_utc_windows_that_follow_new_york_summer_time(new_uow, capacity, clock):
     with new_uow() as uow:
         friday = windows_of(uow, capacity["apheresis_chair"], utc(2026, 3, 6), utc(2026, 3, 7))
         monday = windows_of(uow, capacity["apheresis_chair"], utc(2026, 3, 9), utc(2026, 3, 10))
@@ -113,9 +111,7 @@ def test_booking_a_plan_reserves_all_three_steps_and_writes_its_deadlines(
         assert kinds[0] == "collection_start" and "product_delivery" in kinds
         assert {d.profile_version for d in deadlines} == {"CD19-FRESH@v1"}
         assert all(d.status == "open" for d in deadlines)
-        audit = uow.session.scalar(
-            select(AuditEntry).where(AuditEntry.entity_id == row.public_id)
-        )
+        audit = uow.session.scalar(select(AuditEntry).where(AuditEntry.entity_id == row.public_id))
         assert audit.action == "plan_hold"
         told = set(
             uow.session.scalars(
@@ -171,9 +167,7 @@ def test_the_database_refuses_a_window_counter_past_its_capacity(new_uow, capaci
         uow.session.flush()
 
 
-def test_booking_again_with_a_stale_proposal_is_refused_as_changed(
-    new_uow, world, capacity, clock
-):
+def test_booking_again_with_a_stale_proposal_is_refused_as_changed(new_uow, world, capacity, clock):
     first = make_order(new_uow, world, clock.now(), mrn="A")
     second = make_order(new_uow, world, clock.now(), mrn="B")
     with new_uow() as uow:

@@ -72,9 +72,7 @@ def reschedule(new_uow, world, plan, step, new_start, now, *, reason, confirm):
         return done
 
 
-def test_moving_collection_a_day_shows_the_knock_on_down_to_infusion(
-    new_uow, world, booked, clock
-):
+def test_moving_collection_a_day_shows_the_knock_on_down_to_infusion(new_uow, world, booked, clock):
     # Tuesday 08:00 New York (13:00 UTC) instead of Monday 12:00.
     shown = preview(new_uow, world, booked, StepKind.collection, utc(2026, 3, 3, 13), clock.now())
     moves = {m.step: m for m in shown.replan.moves}
@@ -150,9 +148,7 @@ def test_a_confirmed_reschedule_rebooks_refreshes_deadlines_audits_and_notifies(
         assert uow.session.scalar(select(func.sum(WindowRow.used))) == 3
         live = {
             b.id
-            for b in uow.session.scalars(
-                select(SlotBooking).where(SlotBooking.status == "booked")
-            )
+            for b in uow.session.scalars(select(SlotBooking).where(SlotBooking.status == "booked"))
         }
         assert {s.booking_id for s in steps.values() if s.booking_id} == live
         by_status = dict(
@@ -171,9 +167,7 @@ def test_a_confirmed_reschedule_rebooks_refreshes_deadlines_audits_and_notifies(
             )
         )
         assert start == new_start
-        audit = uow.session.scalar(
-            select(AuditEntry).where(AuditEntry.action == "plan_reschedule")
-        )
+        audit = uow.session.scalar(select(AuditEntry).where(AuditEntry.action == "plan_reschedule"))
         assert audit.reason == "patient has a fever"
         assert audit.changes["collection"][1].startswith(new_start.isoformat())
         told = set(
@@ -299,9 +293,7 @@ def test_the_waitlist_ranks_by_a_transparent_score_and_audits_committee_changes(
         )
         uow.commit()
     with new_uow() as uow:
-        ranked = service.rank_entries(
-            uow.session, site_id=world.sites["MF1"].id, now=clock.now()
-        )
+        ranked = service.rank_entries(uow.session, site_id=world.sites["MF1"].id, now=clock.now())
         # 40 days waiting (40) loses to high urgency (60) plus failing bridging therapy (40).
         assert [e.public_id for e, _ in ranked] == [late.public_id, early.public_id]
         assert [c.contribution for c in ranked[1][1].components] == [40.0, 0.0, 0.0, 0.0]
@@ -327,13 +319,9 @@ def test_the_waitlist_ranks_by_a_transparent_score_and_audits_committee_changes(
         )
         uow.commit()
     with new_uow() as uow:
-        ranked = service.rank_entries(
-            uow.session, site_id=world.sites["MF1"].id, now=clock.now()
-        )
+        ranked = service.rank_entries(uow.session, site_id=world.sites["MF1"].id, now=clock.now())
         assert ranked[0][0].public_id == early.public_id  # 40 + 90 + 15 = 145 > 100
-        audit = uow.session.scalar(
-            select(AuditEntry).where(AuditEntry.action == "waitlist_update")
-        )
+        audit = uow.session.scalar(select(AuditEntry).where(AuditEntry.action == "waitlist_update"))
         assert audit.changes == {
             "prior_slot_cancellations": [0, 1],
             "urgency_category": ["routine", "critical"],

@@ -110,9 +110,7 @@ def _run_together(count, work):
 def _assert_counters_match_bookings(new_uow, seeded):
     """No window is over capacity and each counter is its live bookings plus ``seeded``."""
     with new_uow() as uow:
-        over = uow.session.scalar(
-            select(func.count()).where(WindowRow.used > WindowRow.capacity)
-        )
+        over = uow.session.scalar(select(func.count()).where(WindowRow.used > WindowRow.capacity))
         assert over == 0
         held = dict(
             uow.session.execute(
