@@ -62,24 +62,24 @@ def seed_schedules(*, uow: UnitOfWork, principals: dict[str, Principal], now: da
             reason="demo capacity",
             now=now,
         )
-    for site, first, last, reason in HOLIDAYS:
+    for site, first_day, last_day, reason in HOLIDAYS:
         service.add_closure(
             uow=uow,
             principal=admin,
             site_code=site,
-            first_day=first,
-            last_day=last,
+            first_day=first_day,
+            last_day=last_day,
             kind="holiday",
             reason=reason,
             now=now,
         )
     # Demo journeys 0-2 have not been collected yet, so their plans start from today.
     orders = list(uow.session.scalars(select(TherapyOrder).order_by(TherapyOrder.id).limit(3)))
-    first, bcma, third = (o.public_id for o in orders)
+    first_order, bcma, third = (o.public_id for o in orders)
     service.book_plan(
         uow=uow,
         principal=coordinator,
-        order_public_id=first,
+        order_public_id=first_order,
         earliest_collection=now + timedelta(days=1),
         now=now,
         tentative=False,
