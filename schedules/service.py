@@ -24,6 +24,7 @@ from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import lazyload
 
 from schedules.capacity import HORIZON
 from schedules.capacity import Reserved
@@ -114,8 +115,11 @@ def _require_admin(principal: Principal, action: str) -> None:
 
 
 def _visible_order(session: Session, principal: Principal, public_id: str) -> TherapyOrder:
+    # Planning needs the order's sites and profile, not its bags and shipments (selectin).
     order = session.scalar(
-        scope_orders(select(TherapyOrder), principal).where(TherapyOrder.public_id == public_id)
+        scope_orders(select(TherapyOrder), principal)
+        .where(TherapyOrder.public_id == public_id)
+        .options(lazyload(TherapyOrder.items), lazyload(TherapyOrder.shipments))
     )
     if order is None:
         raise TrackerError("not_found", f"no order {public_id}")

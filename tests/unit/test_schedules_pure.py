@@ -260,3 +260,24 @@ def test_a_move_with_no_free_capacity_left_is_reported_as_a_problem():
         horizon_days=3,
     )
     assert moved.problems and "no free manufacturing slot" in moved.problems[0]
+
+
+def test_the_pure_schedules_modules_import_no_framework_database_or_tracker_code():
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "schedules"
+    pure = ["slots", "planning", "deadlines", "ics", "profiles", "rescheduling"]
+    offenders = []
+    for name in pure:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            offenders += [
+                f"{name}: {m}" for m in modules if m.startswith(("flask", "sqlalchemy", "tracker"))
+            ]
+    assert offenders == []
