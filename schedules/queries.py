@@ -11,6 +11,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -568,13 +569,12 @@ def unread_count(session: Session, user_id: int | None) -> int:
     """How many notifications the user has not read."""
     if user_id is None:
         return 0
-    return len(
-        session.scalars(
-            select(Notification.id).where(
-                Notification.user_id == user_id, Notification.read_at.is_(None)
-            )
-        ).all()
+    count = session.scalar(
+        select(func.count(Notification.id)).where(
+            Notification.user_id == user_id, Notification.read_at.is_(None)
+        )
     )
+    return int(count or 0)
 
 
 def profiles(session: Session) -> list[dict[str, Any]]:

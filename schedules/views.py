@@ -20,6 +20,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from flask_login import login_required
 from sqlalchemy import select
 
@@ -60,8 +61,6 @@ def _refused(exc: TrackerError) -> None:
 @bp.app_context_processor
 def _unread() -> dict[str, Any]:
     """The unread count for the nav link (pages only; one indexed count per page)."""
-    from flask_login import current_user
-
     if not getattr(current_user, "is_authenticated", False):
         return {"schedules_unread": 0}
     try:
