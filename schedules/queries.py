@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schedules import service
 from schedules.ics import IcsEvent
 from schedules.models import BookingWindow
 from schedules.models import Closure
@@ -29,6 +30,7 @@ from schedules.models import WindowRow
 from schedules.planning import DEFAULT_PRIORITY_POLICY
 from schedules.planning import STEP_ORDER
 from schedules.planning import StepKind
+from schedules.planning import knock_on
 from schedules.profiles import FIELDS
 from schedules.profiles import confirmed_fields
 from schedules.profiles import default_values
@@ -410,7 +412,18 @@ def order_plan(
                 .order_by(PlanDeadline.due_at, PlanDeadline.id)
             )
         ]
+        stored = service.stored_plan(session, live)
+        profile_row = session.get(ProductProfile, live.product_profile_id)
+        assert profile_row is not None
+        last = stored.steps[-1]
+        # "Moving" the last step onto itself pushes nothing and reports every broken rule.
+        flags = [
+            {"step": STEP_LABELS[c.step], "code": v.code, "message": v.message}
+            for c in knock_on(stored, last.kind, last.start, service.profile_for(profile_row))
+            for v in c.violations
+        ]
         plan = {
+            "flags": flags,
             "public_id": live.public_id,
             "status": live.status,
             "held_until": live.held_until,

@@ -92,6 +92,7 @@ def test_the_plan_timeline_shows_every_step_why_and_the_handoff_deadlines(page, 
     assert bars.count() == 7
     assert page.locator("svg.timeline rect.booked").count() == 3
     assert page.locator("[data-testid=plan-status]").inner_text() == "booked"
+    assert page.locator("[data-testid=flags-ok]").is_visible()
     deadlines = page.locator("[data-testid=deadlines] li").all_inner_texts()
     assert any("Courier picks up" in d for d in deadlines)
     assert any("Infusion at site TC-BOS" in d for d in deadlines)
@@ -124,6 +125,9 @@ def test_rescheduling_previews_the_knock_on_and_needs_a_reason_and_confirmation(
         page.locator("table[aria-label='Plan steps'] tr[data-step=infusion] td").nth(2).inner_text()
     )
     assert date.fromisoformat(new_infusion.split()[0]) >= old_day + timedelta(days=7)
+    # A week later is past the infusion window after lymphodepletion: the plan says so.
+    flags = page.locator("[data-testid=flags] li")
+    assert "infusion_window_exceeded" in [f.get_attribute("data-code") for f in flags.all()]
     shot(page, "schedules-rescheduled")
 
 
