@@ -10,8 +10,9 @@ Measures, each next to a baseline from the same run:
 3. 100 concurrent booking requests for the last 10 places of a manufacturing line: exactly 10
    must succeed and no window may exceed its capacity.
 
-The database (``TRACKER_BENCH_DATABASE_URL``, default the local tracker_bench) is dropped and
-rebuilt. Results are printed and written to bench/results/schedules.json.
+The benchmark works in its own schema (``bench_schedules``) of ``TRACKER_BENCH_DATABASE_URL``
+(default the local tracker_bench), dropped and rebuilt on each run. Results are printed and
+written to bench/results/schedules.json.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from sqlalchemy import Engine
+from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
@@ -67,6 +71,7 @@ URL = os.environ.get(
     "postgresql+psycopg://tracker:tracker@127.0.0.1:5432/tracker_bench",
 )
 NOW = datetime(2026, 3, 2, 14, tzinfo=UTC)  # a Monday; US and EU summer time start ahead
+SCHEMA = "bench_schedules"
 PATIENTS = int(os.environ.get("BENCH_SCHEDULES_PATIENTS", "2000"))
 CONCURRENT = 100
 LAST_PLACES = 10
@@ -107,13 +112,36 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+def bench_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine whose sessions work in the benchmark's own schema.
+
+    Other benchmarks share the database and rebuild ``public``; this one keeps to SCHEMA, so
+    two benchmarks running at once do not drop each other's tables.
+    """
+    engine = make_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _search_path(dbapi_conn: Any, _record: Any) -> None:
+        # Outside a transaction, or the rollback that follows would undo the SET.
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute(f"SET search_path TO {SCHEMA}")
+        dbapi_conn.autocommit = False
+
+    return engine
+
+
 def rebuild(settings: Settings) -> None:
-    engine = make_engine(settings.database_url)
+    engine = bench_engine(settings.database_url)
     with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
     engine.dispose()
-    migrate.upgrade(settings.database_url)
+    engine = bench_engine(settings.database_url)
+    config = migrate.alembic_config(settings.database_url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    engine.dispose()
 
 
 def setup(factory: Any, settings: Settings) -> dict[str, Any]:
@@ -503,7 +531,7 @@ def bench_last_places(
             .values(capacity=WindowRow.capacity + 2 * CONCURRENT)
         )
         uow.commit()
-    pool = make_engine(settings.database_url, pool_size=40, max_overflow=0)
+    pool = bench_engine(settings.database_url, pool_size=40, max_overflow=0)
     threaded = make_session_factory(pool)
     barrier = threading.Barrier(CONCURRENT)
     results: list[Any] = [None] * CONCURRENT
@@ -561,7 +589,7 @@ def main() -> int:
         argon2_memory_cost=1024,
     )
     rebuild(settings)
-    engine = make_engine(settings.database_url)
+    engine = bench_engine(settings.database_url)
     factory = make_session_factory(engine)
     world, setup_s = timed(lambda: setup(factory, settings))
     print(
