@@ -15,6 +15,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
+from schedules.demo import seed_schedules
 from tracker.config import Settings
 from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
@@ -223,6 +224,7 @@ def seed_demo(
     from tracker import demo_alerts
 
     demo_alerts.seed(uow=uow, admin=admin, users=users, now=now)
+    seed_schedules(uow=uow, principals=p, now=now)  # capacity, plans, waitlist
     uow.flush()
     return True
 

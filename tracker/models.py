@@ -863,3 +863,7 @@ class SmsOptOut(Base):
     opted_out: Mapped[bool]
     source: Mapped[str] = mapped_column(String(16))
     changed_at: Mapped[datetime]
+
+
+# --- schedules ---
+from schedules import models as _schedules_models  # noqa: E402, F401  (registers its tables)

@@ -22,6 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from schedules.jobs import extend_capacity_horizon
+from schedules.jobs import sweep_expired_holds
 from tracker import jobs as j
 from tracker.clock import Clock
 from tracker.clock import SystemClock
@@ -54,6 +56,8 @@ def jobs(settings: Settings) -> list[Job]:
         Job("logger-silence", j.sweep_silent_loggers, settings.silence_sweep_seconds),
         Job("logger-imports", j.run_logger_imports, 1),
         Job("shipment-deadlines", j.rederive_shipment_deadlines, 60),
+        Job("schedules-expire-holds", sweep_expired_holds, 60),
+        Job("schedules-extend-capacity", extend_capacity_horizon, 6 * 3600),
     ]
 
 

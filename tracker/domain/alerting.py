@@ -249,6 +249,31 @@ def parse_reply(body: str) -> Reply:
     return Reply("unknown")
 
 
+# Which custody event meets each journey-plan milestone (schedules.deadlines.DeadlineKind
+# values): (item kind, custody states). Milestones no custody event can show, such as the
+# start of lymphodepletion or a second dose, are not watched as deadlines: they would only
+# ever breach. The plan page still shows them.
+PLAN_MILESTONES_MET_BY: dict[str, tuple[str, frozenset[str]]] = {
+    "outbound_pickup": ("apheresis_bag", frozenset({"in_transit"})),
+    "fresh_stability_limit": ("apheresis_bag", frozenset({"in_manufacturing", "consumed"})),
+    "manufacturing_receipt": ("apheresis_bag", frozenset({"received", "in_manufacturing"})),
+    "manufacturing_start": ("apheresis_bag", frozenset({"in_manufacturing", "consumed"})),
+    "release_decision": ("final_product_bag", frozenset({"released"})),
+    "product_delivery": ("final_product_bag", frozenset({"received"})),
+    "infusion": ("final_product_bag", frozenset({"infusing", "infused"})),
+    "infusion_window_end": ("final_product_bag", frozenset({"infused"})),
+}
+
+
+def plan_milestones_met(item_kind: str, state: str) -> frozenset[str]:
+    """The plan milestones that an item reaching ``state`` fulfils."""
+    return frozenset(
+        milestone
+        for milestone, (kind, states) in PLAN_MILESTONES_MET_BY.items()
+        if kind == item_kind and state in states
+    )
+
+
 def format_duration(value: timedelta) -> str:
     """A duration for people: '2 d 3 h', '1 h 05 min', '15 min', '40 s'."""
     seconds = int(value.total_seconds())

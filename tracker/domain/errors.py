@@ -55,6 +55,18 @@ REASONS: dict[str, str] = {
     "excursion_ongoing": "The excursion is still going on; it cannot be accepted yet.",
     "alert_not_open": "The alert was already acknowledged or resolved.",
     "not_a_logger": "Only a device registered as a temperature logger may post readings.",
+    # schedules (capacity, journey plans, bookings)
+    "capacity_taken": "Another booking took the capacity first; propose the plan again.",
+    "capacity_in_use": "The capacity change would remove room that bookings already hold.",
+    "plan_changed": "The plan differs from the one you reviewed; review it again.",
+    "plan_exists": "The order already has a live journey plan.",
+    "plan_not_live": "The journey plan is cancelled, expired or otherwise not live.",
+    "hold_expired": "The tentative hold expired and its capacity was released.",
+    "no_collection_capacity": "No free apheresis chair within the planning horizon.",
+    "no_manufacturing_capacity": "No free manufacturing slot within the planning horizon.",
+    "no_infusion_capacity": "No free infusion bed within the planning horizon.",
+    "fresh_stability_unreachable": "No collection reaches a manufacturing slot while fresh.",
+    "stability_shorter_than_transit": "Fresh material would expire in transit (check the profile).",
 }
 
 

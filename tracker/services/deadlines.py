@@ -41,6 +41,7 @@ from tracker.models import Alert
 from tracker.models import CustodyEvent
 from tracker.models import HandoffDeadline
 from tracker.models import Item
+from tracker.models import ProductProfile
 from tracker.models import Shipment
 from tracker.models import Site
 from tracker.models import TherapyOrder
@@ -394,6 +395,7 @@ def after_item_event(session: Session, *, item: Item, event: CustodyEvent, now: 
     if state == "infused":
         for row in _open_for(session, item_id=item.id, kind=DeadlineKind.thaw_to_infusion):
             complete(session, row, at=at, now=now)
+    _meet_plan_milestones(session, item=item, state=state, at=at, now=now)
     if state in ("discarded", "returned_to_manufacturer"):
         for row in _open_for(session, item_id=item.id):
             cancel(session, row, now=now, why=f"bag {state.replace('_', ' ')}")
@@ -404,6 +406,72 @@ def after_item_event(session: Session, *, item: Item, event: CustodyEvent, now: 
             )
         ):
             derive_shipment_deadlines(session, shipment=shipment, now=now)
+
+
+def plan_milestone_key(plan_id: int, milestone: str) -> str:
+    return f"plan:{plan_id}:{milestone}"
+
+
+def watch_plan_milestones(
+    session: Session,
+    *,
+    plan_id: int,
+    order_id: int,
+    milestones: list[tuple[str, datetime, int, str]],
+    profile_id: int | None,
+    now: datetime,
+) -> None:
+    """Hand a booked plan's dates to the alerting side: one deadline per watched milestone.
+
+    ``milestones`` holds (milestone kind, due, site id, description). A re-plan moves the
+    open rows (same keys) and cancels those the new plan no longer has.
+    """
+    keep = set()
+    for milestone, due_at, site_id, description in milestones:
+        if milestone not in alerting.PLAN_MILESTONES_MET_BY:
+            continue
+        key = plan_milestone_key(plan_id, milestone)
+        keep.add(key)
+        upsert_deadline(
+            session,
+            kind=DeadlineKind.plan_milestone,
+            due_at=due_at,
+            site_id=site_id,
+            dedupe_key=key,
+            label=description,
+            order_id=order_id,
+            profile_id=profile_id,
+            profile_version=_profile_version(session, profile_id),
+            now=now,
+        )
+    for row in _open_for(session, order_id=order_id, kind=DeadlineKind.plan_milestone):
+        if row.dedupe_key.startswith(f"plan:{plan_id}:") and row.dedupe_key not in keep:
+            cancel(session, row, now=now, why="no longer in the plan")
+
+
+def _profile_version(session: Session, profile_id: int | None) -> int | None:
+    profile = session.get(ProductProfile, profile_id) if profile_id is not None else None
+    return profile.version if profile else None
+
+
+def close_plan_milestones(
+    session: Session, *, plan_id: int, order_id: int, now: datetime, why: str
+) -> None:
+    """Cancel every open milestone deadline of a plan (cancelled or expired)."""
+    for row in _open_for(session, order_id=order_id, kind=DeadlineKind.plan_milestone):
+        if row.dedupe_key.startswith(f"plan:{plan_id}:"):
+            cancel(session, row, now=now, why=why)
+
+
+def _meet_plan_milestones(
+    session: Session, *, item: Item, state: str, at: datetime, now: datetime
+) -> None:
+    met = alerting.plan_milestones_met(item.kind, state)
+    if not met or item.order_id is None:
+        return
+    for row in _open_for(session, order_id=item.order_id, kind=DeadlineKind.plan_milestone):
+        if row.dedupe_key.rsplit(":", 1)[-1] in met:
+            complete(session, row, at=at, now=now)
 
 
 def derive_shipment_deadlines(session: Session, *, shipment: Shipment, now: datetime) -> None:

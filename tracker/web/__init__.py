@@ -13,6 +13,8 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from schedules import api as schedules_api
+from schedules import views as schedules_views
 from tracker.cli import init_cli
 from tracker.clock import Clock
 from tracker.clock import SystemClock
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.register_blueprint(labels_ui.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(twilio.bp)
+    app.register_blueprint(schedules_api.bp)
+    app.register_blueprint(schedules_views.bp)
     init_cli(app)
 
     @app.get("/api/openapi.json")

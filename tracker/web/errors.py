@@ -42,6 +42,12 @@ HTTP_STATUS: dict[str, int] = {
     "excursion_ongoing": 409,
     "alert_not_open": 409,
     "not_a_logger": 403,
+    "capacity_taken": 409,
+    "capacity_in_use": 409,
+    "plan_changed": 409,
+    "plan_exists": 409,
+    "plan_not_live": 409,
+    "hold_expired": 409,
     "internal_error": 500,
 }
 
