@@ -149,6 +149,7 @@ def set_ladder(
     steps: list[tuple[LadderRole, int | None, str, int]],
     now: datetime,
     actor_user_id: int | None = None,
+    reason: str | None = None,
 ) -> None:
     """Replace a site's ladder: (role, user id or None for the courier, channel, timeout min)."""
     session = uow.session
@@ -180,6 +181,7 @@ def set_ladder(
         entity_id=str(site_id),
         changes={"ladder": [old, [[str(r), u, c, m] for r, u, c, m in steps]]},
         site_id=site_id,
+        reason=reason,
     )
 
 

@@ -107,6 +107,7 @@ def update_printer(
     printer_public_id: str,
     changes: dict[str, Any],
     now: datetime,
+    reason: str | None = None,
 ) -> Printer:
     """Change a printer's name, address, resolution, default size or active flag (admins)."""
     _require_admin(principal)
@@ -134,6 +135,7 @@ def update_printer(
         entity_id=printer.public_id,
         changes=diff(before, _printer_fields(printer)),
         site_id=printer.site_id,
+        reason=reason,
     )
     return printer
 

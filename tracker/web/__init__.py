@@ -23,10 +23,15 @@ from tracker.config import load_settings
 from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.services.auth import make_hasher
+from tracker.web import admin
 from tracker.web import alerts
 from tracker.web import api
 from tracker.web import api_alerts  # noqa: F401  (adds its routes to the API blueprint)
+from tracker.web import api_cockpit  # noqa: F401  (audit export and certificate API routes)
+from tracker.web import audit
+from tracker.web import cockpit
 from tracker.web import health
+from tracker.web import journey
 from tracker.web import labels_api
 from tracker.web import labels_ui
 from tracker.web import twilio
@@ -79,6 +84,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.register_blueprint(twilio.bp)
     app.register_blueprint(schedules_api.bp)
     app.register_blueprint(schedules_views.bp)
+    for cockpit_bp in (cockpit.bp, journey.bp, audit.bp, admin.bp):
+        app.register_blueprint(cockpit_bp)
     init_cli(app)
 
     @app.get("/api/openapi.json")

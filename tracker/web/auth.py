@@ -115,7 +115,7 @@ def _safe_next(target: str | None) -> str:
     # Only local paths: an open redirect after login is a phishing aid.
     if target and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("ui.orders")
+    return url_for("cockpit.dashboard")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -18,7 +18,7 @@ bp = Blueprint("ui", __name__)
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    return redirect(url_for("ui.orders"))
+    return redirect(url_for("cockpit.dashboard"))
 
 
 @bp.get("/orders")
