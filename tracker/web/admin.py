@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint
 from flask import flash
+from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -41,7 +42,9 @@ def _administrators_only() -> ResponseReturnValue | None:
     return None
 
 
-def _apply(action: Callable[..., Any], success: str, back: str, **kwargs: Any) -> Any:
+def _apply(
+    action: Callable[..., Any], success: str, back: str, **kwargs: Any
+) -> ResponseReturnValue:
     """Run one admin service in a unit of work, flash the outcome, and go back."""
     rt = runtime()
     try:
@@ -148,8 +151,10 @@ def user_page(user_id: int) -> ResponseReturnValue:
     return _page("user.html", user=row, sites=sites, roles=[r.value for r in Role])
 
 
-def _user_action(user_id: int, action: Callable[..., Any], success: str, **kwargs: Any) -> Any:
-    back = url_for("admin.user_page", user_id=user_id)
+def _user_action(
+    target: int, action: Callable[..., Any], success: str, **kwargs: Any
+) -> ResponseReturnValue:
+    back = url_for("admin.user_page", user_id=target)
     return _apply(action, success, back, reason=request.form.get("reason", ""), **kwargs)
 
 
@@ -180,9 +185,7 @@ def role_grant(user_id: int) -> ResponseReturnValue:
 
 @bp.post("/users/<int:user_id>/roles/<int:assignment_id>/revoke")
 def role_revoke(user_id: int, assignment_id: int) -> ResponseReturnValue:
-    return _user_action(
-        user_id, admin.revoke_role, "Role removed.", assignment_id=assignment_id
-    )
+    return _user_action(user_id, admin.revoke_role, "Role removed.", assignment_id=assignment_id)
 
 
 @bp.post("/users/<int:user_id>/active")
@@ -346,8 +349,12 @@ def device_create() -> ResponseReturnValue:
         rows = queries_admin.devices(uow.session)
         sites = queries_admin.sites(uow.session)
     # The token is rendered into this one response and never stored or shown again.
-    response = _page("devices.html", devices=rows, sites=sites, issued={**shown, "token": token})
-    return response, 201, {"Cache-Control": "no-store"}
+    response = make_response(
+        _page("devices.html", devices=rows, sites=sites, issued={**shown, "token": token})
+    )
+    response.status_code = 201
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/devices/<public_id>/active")

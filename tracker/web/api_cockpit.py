@@ -66,9 +66,7 @@ def audit_entries() -> ResponseReturnValue:
     with runtime().uow() as uow:
         page = queries_audit.audit_page(uow.session, current_principal(), filters)
     out = AuditPageOut(
-        entries=[
-            AuditEntryOut(**{k: e[k] for k in _AUDIT_FIELDS}) for e in page["entries"]
-        ],
+        entries=[AuditEntryOut(**{k: e[k] for k in _AUDIT_FIELDS}) for e in page["entries"]],
         total=page["total"],
         page=page["page"],
         pages=page["pages"],

@@ -59,9 +59,7 @@ def dashboard() -> ResponseReturnValue:
     with runtime().uow() as uow:
         journeys = _journeys(uow, filters)
         side = _side(uow)
-    return render_template(
-        "cockpit/dashboard.html", journeys=journeys, **side, **_context(filters)
-    )
+    return render_template("cockpit/dashboard.html", journeys=journeys, **side, **_context(filters))
 
 
 @bp.get("/dashboard/journeys")
