@@ -232,3 +232,24 @@ def reviews(session: Any, *, limit: int = 50) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def disposition_signatures(session: Any, alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The latest signed QA disposition per exposed bag of an alert's excursion."""
+    excursion = alert.get("excursion") or {}
+    bags = [b["public_id"] for b in excursion.get("bags", [])]
+    if not bags:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for s in session.scalars(
+        select(Signature)
+        .where(Signature.record_type == "qa_disposition", Signature.record_id.in_(bags))
+        .order_by(Signature.signed_at, Signature.id)
+    ):
+        out[s.record_id] = {
+            "printed_name": s.printed_name,
+            "meaning": s.meaning,
+            "signed_at": s.signed_at,
+            "record_hash": s.record_hash,
+        }
+    return out

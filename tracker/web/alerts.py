@@ -4,6 +4,7 @@ and a bag's exposure ledger."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint
 from flask import flash
@@ -20,6 +21,7 @@ from tracker.domain.alerting import format_duration
 from tracker.domain.errors import TrackerError
 from tracker.services import alerts
 from tracker.services import readings
+from tracker.services import signoffs
 from tracker.web.auth import current_principal
 from tracker.web.runtime import runtime
 
@@ -38,10 +40,17 @@ def _duration(value: object) -> str:
 @login_required  # type: ignore[untyped-decorator]
 def alert_list() -> ResponseReturnValue:
     principal = current_principal()
+    show = request.args.get("show", "open")
     with runtime().uow() as uow:
-        rows = queries_alerts.list_alerts(uow.session, principal)
+        rows = queries_alerts.list_alerts(uow.session, principal, open_only=show != "all")
         stops = queries_alerts.opt_outs(uow.session, principal)
-    return render_template("alerts.html", alerts=rows, opt_outs=stops)
+        extra = inbox_extras(uow.session, principal)
+    return render_template("alerts.html", alerts=rows, opt_outs=stops, show=show, **extra)
+
+
+def inbox_extras(session: Any, principal: Any) -> dict[str, Any]:
+    """What other features add to the inbox (deviations once scans exist)."""
+    return {}
 
 
 @bp.get("/alerts/<int:alert_id>")
@@ -50,7 +59,10 @@ def alert_page(alert_id: int) -> ResponseReturnValue:
     principal = current_principal()
     with runtime().uow() as uow:
         detail = queries_alerts.alert_detail(uow.session, principal, alert_id)
-    return render_template("alert.html", alert=detail, decisions=[d.value for d in Decision])
+        signed = signoffs.disposition_signatures(uow.session, detail)
+    return render_template(
+        "alert.html", alert=detail, decisions=[d.value for d in Decision], signed=signed
+    )
 
 
 @bp.post("/alerts/<int:alert_id>/acknowledge")
@@ -67,10 +79,17 @@ def acknowledge(alert_id: int) -> ResponseReturnValue:
                 now=rt.clock.now(),
             )
             uow.commit()
-        flash("Alert acknowledged; escalation stopped.", "info")
+        flash(f"Alert {alert_id} acknowledged; escalation stopped.", "info")
     except TrackerError as exc:
         flash(exc.message, "error")
+    if request.form.get("next") == "list":  # acknowledged from the inbox
+        return redirect(url_for("alerts.alert_list", **_list_args()) + f"#alert-{alert_id}")
     return redirect(url_for("alerts.alert_page", alert_id=alert_id))
+
+
+def _list_args() -> dict[str, str]:
+    show = request.values.get("show", "")
+    return {"show": show} if show in ("open", "all") else {}
 
 
 @bp.post("/alerts/<int:alert_id>/dispositions")
@@ -80,17 +99,21 @@ def dispose(alert_id: int) -> ResponseReturnValue:
     item = request.form.get("item", "")
     try:
         with rt.uow() as uow:
-            alerts.record_disposition(
+            # QA's decision is an e-signature (meaning "approval"): the password is re-entered.
+            signoffs.record_signed_disposition(
                 uow=uow,
+                hasher=rt.hasher,
+                settings=rt.settings,
                 principal=current_principal(),
                 item_public_id=item,
                 decision=Decision(request.form.get("decision", "")),
                 comment=request.form.get("comment", ""),
+                password=request.form.get("password", ""),
                 excursion_id=request.form.get("excursion_id", type=int),
                 now=rt.clock.now(),
             )
             uow.commit()
-        flash(f"QA disposition recorded for {item}.", "info")
+        flash(f"QA disposition recorded and signed for {item}.", "info")
     except ValueError:
         flash("Choose accept, quarantine or discard.", "error")
     except TrackerError as exc:
