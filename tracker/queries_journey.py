@@ -8,6 +8,7 @@ what custody events say actually happened.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime
 from datetime import timedelta
@@ -63,6 +64,14 @@ ACTUAL_STATES: dict[StepKind, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     StepKind.return_shipping: ("final_product_bag", ("in_transit",), ("received",)),
     StepKind.infusion: ("final_product_bag", ("infusing",), ("infused",)),
 }
+# Phone numbers in free text (an SMS acknowledgement's comment) are shown by their last digits.
+PHONE = re.compile(r"\+?\d[\d ]{6,}\d")
+
+
+def masked(text: str | None) -> str | None:
+    return PHONE.sub(lambda m: mask_phone(m.group(0).replace(" ", "")), text) if text else text
+
+
 # A step that starts within this of its plan is on time.
 ON_TIME = timedelta(hours=1)
 KINDS = ("custody", "scan", "signature", "label", "temperature", "alert", "sms", "plan")
@@ -315,7 +324,7 @@ def _alerts(session: Session, order_id: int) -> tuple[list[dict[str, Any]], list
                     f"Alert acknowledged by {who} ({a.ack_channel})",
                     tz=tz,
                     alert_id=a.id,
-                    detail=a.ack_comment,
+                    detail=masked(a.ack_comment),
                 )
             )
         if a.resolved_at is not None:

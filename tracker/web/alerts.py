@@ -83,13 +83,10 @@ def acknowledge(alert_id: int) -> ResponseReturnValue:
     except TrackerError as exc:
         flash(exc.message, "error")
     if request.form.get("next") == "list":  # acknowledged from the inbox
-        return redirect(url_for("alerts.alert_list", **_list_args()) + f"#alert-{alert_id}")
+        show = request.form.get("show", "open")
+        show = show if show in ("open", "all") else "open"
+        return redirect(url_for("alerts.alert_list", show=show) + f"#alert-{alert_id}")
     return redirect(url_for("alerts.alert_page", alert_id=alert_id))
-
-
-def _list_args() -> dict[str, str]:
-    show = request.values.get("show", "")
-    return {"show": show} if show in ("open", "all") else {}
 
 
 @bp.post("/alerts/<int:alert_id>/dispositions")

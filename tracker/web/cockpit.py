@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from tracker import queries_cockpit
+from tracker import queries_journey
 from tracker.clock import to_local
 from tracker.queries_cockpit import Filters
 from tracker.unit_of_work import UnitOfWork
@@ -85,3 +86,9 @@ def _hhmm(value: object, tz: str = "UTC") -> str:
     if not isinstance(value, datetime):
         return "" if value is None else str(value)
     return to_local(value, tz).strftime("%H:%M %Z")
+
+
+@bp.app_template_filter("masked_phones")
+def _masked_phones(value: object) -> str:
+    """Free text with phone numbers cut to their last digits ('…1111')."""
+    return queries_journey.masked(str(value)) or "" if value is not None else ""
