@@ -73,8 +73,8 @@ def test_a_coordinator_acknowledges_the_demo_excursion_and_qa_quarantines_the_ba
 ):
     base = alerts_server
     log_in(page, base, "coordinator")
-    page.wait_for_url(f"{base}/orders")
-    page.click("nav >> text=Alerts")
+    page.wait_for_url(f"{base}/dashboard")
+    page.click("nav[aria-label=Main] >> text=Alerts")
     rows = page.locator("table[aria-label='Alerts'] tbody tr")
     assert rows.count() >= 2
     alarm = page.locator("tr[data-kind='temperature_excursion']", has=page.locator(".sev-alarm"))
@@ -95,11 +95,12 @@ def test_a_coordinator_acknowledges_the_demo_excursion_and_qa_quarantines_the_ba
     page.click("text=Log out")
 
     log_in(page, base, "qa")
-    page.wait_for_url(f"{base}/orders")
+    page.wait_for_url(f"{base}/dashboard")
     page.goto(alert_url)
     row = page.locator(f"tr[data-bag='{bag}']")
     row.locator("select").select_option("quarantine")
     row.locator("input[name=comment]").fill("Above -130 °C for 40 min: hold for deviation review")
+    row.locator("input[name=password]").fill(pages.DEMO_PASSWORD)  # the e-signature
     row.locator("button").click()
     page.wait_for_selector(".decision-quarantine")
     shot(page, "alert-qa-quarantine")
@@ -116,8 +117,8 @@ def test_a_fridge_tag_file_is_imported_by_the_worker_with_visible_progress(
 ):
     base = alerts_server
     log_in(page, base, "coordinator")
-    page.wait_for_url(f"{base}/orders")
-    page.click("nav >> text=Loggers")
+    page.wait_for_url(f"{base}/dashboard")
+    page.click("nav[aria-label=Main] >> text=Loggers")
     assert page.locator("table[aria-label='Loggers'] tbody tr").count() == 2
     page.set_input_files("#file", str(FRIDGETAG))
     page.select_option("#profile", "device")

@@ -111,8 +111,8 @@ def din_of(db_url: str, public_id: str) -> str:
 def test_the_labels_overview_shows_which_labels_are_printed(page, live_server):  # noqa: F811
     base = live_server["url"]
     log_in(page, base, "collector")
-    page.wait_for_url(f"{base}/orders")
-    page.click("nav >> text=Labels")
+    page.wait_for_url(f"{base}/dashboard")
+    page.click("nav[aria-label=Main] >> text=Labels")
     page.wait_for_url(f"{base}/labels")
     printed = page.locator("a.label-chip.printed[data-label=apheresis_bag]")
     unprinted = page.locator("a.label-chip.unprinted[data-label=apheresis_bag]")
@@ -124,7 +124,7 @@ def test_the_labels_overview_shows_which_labels_are_printed(page, live_server): 
 def test_print_reprint_with_a_reason_and_a_printer_that_is_off(page, live_server, zebra):  # noqa: F811
     base = live_server["url"]
     log_in(page, base, "collector")
-    page.wait_for_url(f"{base}/orders")
+    page.wait_for_url(f"{base}/dashboard")
     page.goto(f"{base}/labels")
     page.locator("a.label-chip.unprinted[data-label=apheresis_bag]").click()
     page.wait_for_selector("h1 >> text=Apheresis bag label")
@@ -191,7 +191,7 @@ def test_print_reprint_with_a_reason_and_a_printer_that_is_off(page, live_server
 def test_staff_of_another_site_see_a_label_but_cannot_print_it(page, live_server):  # noqa: F811
     base = live_server["url"]
     log_in(page, base, "operator")
-    page.wait_for_url(f"{base}/orders")
+    page.wait_for_url(f"{base}/dashboard")
     page.goto(f"{base}/labels")
     # The oldest journey's bag is still at the collection centre, where operators have no role.
     page.locator("a.label-chip[data-label=apheresis_bag]").last.click()

@@ -108,7 +108,8 @@ def test_login_page_refuses_a_wrong_password_with_a_clear_message(page, live_ser
 
 def test_a_coordinator_logs_in_and_sees_the_demo_journeys(page, live_server):
     log_in(page, live_server, "coordinator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
+    page.click("nav[aria-label=Main] >> text=Therapy orders")
     rows = page.locator("table[aria-label='Therapy orders'] tbody tr")
     assert rows.count() == 12
     stages = set(page.locator(".stage").all_inner_texts())
@@ -118,7 +119,8 @@ def test_a_coordinator_logs_in_and_sees_the_demo_journeys(page, live_server):
 
 def test_the_order_page_shows_identifiers_items_and_a_verified_timeline(page, live_server):
     log_in(page, live_server, "coordinator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
+    page.goto(f"{live_server}/orders")
     page.locator("tr", has=page.locator("text=infused")).locator("a.coi").first.click()
     page.wait_for_selector("[data-testid=chain-status]")
     assert "verified" in page.locator("[data-testid=chain-status]").inner_text()
@@ -132,7 +134,8 @@ def test_the_order_page_shows_identifiers_items_and_a_verified_timeline(page, li
 
 def test_manufacturing_staff_see_no_patient_identity(page, live_server):
     log_in(page, live_server, "operator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
+    page.goto(f"{live_server}/orders")
     page.locator("a.coi").first.click()
     page.wait_for_selector("[data-testid=identity-hidden]")
     assert page.locator("[data-testid=identity]").count() == 0
@@ -142,7 +145,8 @@ def test_manufacturing_staff_see_no_patient_identity(page, live_server):
 
 def test_a_courier_sees_only_the_orders_whose_shipments_they_carry(page, live_server):
     log_in(page, live_server, "courier")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
+    page.goto(f"{live_server}/orders")
     rows = page.locator("table[aria-label='Therapy orders'] tbody tr")
     # Demo journeys 5 to 11 have had an apheresis shipment carried by the demo courier.
     assert rows.count() == 7
@@ -151,7 +155,7 @@ def test_a_courier_sees_only_the_orders_whose_shipments_they_carry(page, live_se
 
 def test_logging_out_returns_to_the_login_page(page, live_server):
     log_in(page, live_server, "qa")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     page.click("text=Log out")
     page.wait_for_url(f"{live_server}/login")
     page.goto(f"{live_server}/orders")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.browser
 
 def open_plan(page, base, who="coordinator", status="booked"):
     log_in(page, base, who)
-    page.wait_for_url(f"{base}/orders")
+    page.wait_for_url(f"{base}/dashboard")
     page.goto(f"{base}/schedules/")
     row = page.locator(
         "table[aria-label='Journey plans'] tr", has=page.locator(f".status-{status}")
@@ -38,7 +38,7 @@ def open_plan(page, base, who="coordinator", status="booked"):
 
 def test_the_week_calendar_shows_bookings_and_utilisation_in_site_time(page, live_server):
     log_in(page, live_server, "coordinator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     page.click("nav[aria-label=Main] >> text=Schedules")
     page.locator("tr[data-site=CC-PRO]").get_by_role("link", name="Week").click()
     page.wait_for_selector("table[aria-label='Capacity calendar']")
@@ -133,7 +133,7 @@ def test_rescheduling_previews_the_knock_on_and_needs_a_reason_and_confirmation(
 
 def test_the_ics_feed_parses_and_carries_no_patient_identity(page, live_server):
     log_in(page, live_server, "coordinator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     page.goto(f"{live_server}/schedules/sites/TC-BOS")
     page.click("text=Create a subscription link")
     url = page.locator("[data-testid=feed-url]").inner_text().strip()
@@ -164,7 +164,7 @@ def test_the_ics_feed_parses_and_carries_no_patient_identity(page, live_server):
 
 def test_the_waitlist_shows_each_score_with_its_inputs(page, live_server):
     log_in(page, live_server, "operator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     page.goto(f"{live_server}/schedules/")
     page.locator("tr[data-site=MF-NLD]").get_by_role("link", name="Waitlist").click()
     rows = page.locator("table[aria-label=Waitlist] tbody tr")
@@ -179,7 +179,7 @@ def test_the_waitlist_shows_each_score_with_its_inputs(page, live_server):
 
 def test_an_admin_confirms_journey_numbers_into_a_new_profile_version(page, live_server):
     log_in(page, live_server, "admin")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     page.goto(f"{live_server}/schedules/profiles")
     page.click("text=Anti-CD19 CAR T (fresh apheresis)")
     field = page.locator("[data-field=manufacturing_days]")
@@ -198,7 +198,7 @@ def test_an_admin_confirms_journey_numbers_into_a_new_profile_version(page, live
 
 def test_staff_at_affected_sites_find_their_notifications(page, live_server):
     log_in(page, live_server, "infusion")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     badge = page.locator("nav[aria-label=Main] .badge")
     assert int(badge.inner_text()) >= 1
     page.click("nav[aria-label=Main] >> text=Schedules")
@@ -217,7 +217,7 @@ def test_proposing_explains_the_dates_and_holding_takes_the_order_off_the_waitli
     page, live_server
 ):
     log_in(page, live_server, "coordinator")
-    page.wait_for_url(f"{live_server}/orders")
+    page.wait_for_url(f"{live_server}/dashboard")
     page.goto(f"{live_server}/schedules/")
     # The oldest unplanned order is demo journey 1: BCMA, not collected yet, on the waitlist.
     row = page.locator("table[aria-label='Journey plans'] tr", has=page.locator("text=not planned"))
