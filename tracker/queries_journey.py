@@ -208,7 +208,16 @@ def _signatures(
 ) -> list[dict[str, Any]]:
     ids = {order.public_id, *items.values(), *ships.values()}
     rows = session.scalars(
-        select(Signature).where(Signature.record_id.in_(ids)).order_by(Signature.signed_at)
+        select(Signature)
+        .where(
+            or_(
+                Signature.record_id.in_(ids),
+                # certificate sign-offs are recorded as "<order>@<event count>"
+                (Signature.record_type == "coi_certificate")
+                & Signature.record_id.like(f"{order.public_id}@%"),
+            )
+        )
+        .order_by(Signature.signed_at)
     )
     return [
         _entry(
@@ -790,16 +799,20 @@ def shipment_temperatures(
         return {"logger": None, "x": [], "y": [], "thresholds": [], "excursions": []}
     series = _thin(_series(session, logger, start, end))
     choice = readings.rules_for_logger(session, logger, at=start)
-    seen = set()
-    thresholds = []
+    # One line per limit; the levels sharing it (warning, alarm, critical) are named on it.
+    limits: dict[tuple[str, float], list[TemperatureRule]] = defaultdict(list)
     for r in choice.rules:
-        key = (r.kind, r.threshold_c)
-        if key in seen:
-            continue
-        seen.add(key)
-        thresholds.append(
-            {"c": r.threshold_c, "kind": r.kind, "level": r.level, "label": _rule_label(r)}
-        )
+        limits[(r.kind, r.threshold_c)].append(r)
+    thresholds = [
+        {
+            "c": c,
+            "kind": kind,
+            "level": rules[-1].level,
+            "label": _rule_label(rules[0]).split(" ", 1)[1]
+            + f" ({', '.join(dict.fromkeys(r.level for r in rules))})",
+        }
+        for (kind, c), rules in limits.items()
+    ]
     return {
         "logger": logger.serial,
         "start": start.timestamp(),

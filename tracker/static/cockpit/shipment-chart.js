@@ -34,6 +34,9 @@
           ctx.lineWidth = 2 * devicePixelRatio;
           ctx.setLineDash([8 * devicePixelRatio, 5 * devicePixelRatio]);
           ctx.font = (12 * devicePixelRatio) + "px system-ui, sans-serif";
+          // uPlot leaves its axis text alignment on the context: set ours explicitly.
+          ctx.textAlign = "left";
+          ctx.textBaseline = "bottom";
           data.thresholds.forEach(function (t) {
             var y = u.valToPos(t.c, "y", true);
             ctx.beginPath();

@@ -1,0 +1,353 @@
+"""The cockpit in a real browser: dashboard (live, keyboard, tablet), journey, shipment chart,
+inbox, audit exports and review, certificates verified offline, administration.
+
+Screenshots go to tests/artifacts/ (cockpit-*.png). A console error (a CSP violation from an
+inline script or style, a failed fetch) fails the test, through the shared page fixture.
+"""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from tests.conftest import reset_database
+from tests.e2e import test_pages_browser as pages
+from tests.e2e.test_pages_browser import log_in
+from tests.e2e.test_pages_browser import shot
+from tracker import migrate
+from tracker import verify_certificate as verifier
+from tracker.clock import SystemClock
+from tracker.config import Settings
+from tracker.db import make_engine
+from tracker.db import make_session_factory
+from tracker.demo import DEMO_PASSWORD
+from tracker.demo import seed_demo
+from tracker.domain.custody import ItemKind
+from tracker.models import Item
+from tracker.models import TherapyOrder
+from tracker.services import custody
+from tracker.services.auth import make_hasher
+from tracker.services.principals import principal_for_user
+from tracker.unit_of_work import UnitOfWork
+
+pytestmark = pytest.mark.browser
+browser = pages.browser
+page = pages.page
+
+
+class Live:
+    def __init__(self, base: str, settings: Settings) -> None:
+        self.base = base
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(make_session_factory(self.engine))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The app on a committed SQLite demo database that the test may also write to."""
+    from tracker.web import create_app
+
+    db = tmp_path_factory.mktemp("cockpit-browser") / "cockpit.db"
+    settings = Settings(
+        env="test",
+        database_url=f"sqlite:///{db}",
+        secret_key="browser-test-secret",  # type: ignore[arg-type]
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
+    )
+    engine = make_engine(settings.database_url)
+    reset_database(engine)
+    migrate.upgrade(settings.database_url)
+    with UnitOfWork(make_session_factory(engine)) as uow:
+        seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=SystemClock().now())
+        uow.commit()
+    engine.dispose()
+    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", settings)
+    server.shutdown()
+
+
+def enter(page, live, who="coordinator"):
+    log_in(page, live.base, who)
+    page.wait_for_url(f"{live.base}/dashboard")
+
+
+def test_the_dashboard_shows_every_journey_with_its_clock_today_and_the_inbox(page, live):
+    enter(page, live)
+    rows = page.locator("table[aria-label='Active journeys'] tbody tr")
+    assert rows.count() == 12
+    counts = sum(
+        int(page.locator(f"[data-testid=count-{r}] strong").inner_text())
+        for r in ("overdue", "at_risk", "on_track", "no_clock")
+    )
+    assert counts == 12
+    assert int(page.locator("[data-testid=open-alerts]").inner_text()) >= 1
+    assert page.locator("[data-testid=today] h3").count() == 3
+    assert page.locator("[data-testid=activity] li").count() >= 5
+    shot(page, "cockpit-dashboard")
+    # Filter by clicking a risk chip, then clear it.
+    page.click("[data-testid=count-no_clock]")
+    page.wait_for_url(re.compile(r".*risk=no_clock"))
+    assert {r.get_attribute("data-risk") for r in rows.all()} <= {"no_clock"}
+    page.click("text=Clear")
+    assert rows.count() == 12
+
+
+def test_the_dashboard_works_on_a_tablet_and_with_the_keyboard_alone(browser, live):
+    context = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True)
+    tablet = context.new_page()
+    errors: list[str] = []
+    tablet.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        enter(tablet, live)
+        # The table scrolls inside its own region; the page itself does not scroll sideways.
+        shot(tablet, "cockpit-dashboard-tablet")
+        page_width = tablet.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 820
+        # Keyboard: Tab from the top reaches the first journey link, Enter opens it.
+        tablet.locator("#q").focus()
+        for _ in range(40):
+            tablet.keyboard.press("Tab")
+            if tablet.evaluate("document.activeElement.id.startsWith('j-')"):
+                break
+        focused = tablet.evaluate("document.activeElement.id")
+        assert focused.startswith("j-ORD-")
+        outline = tablet.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline != "none"  # a visible focus ring
+        shot(tablet, "cockpit-dashboard-keyboard-focus")
+        tablet.keyboard.press("Enter")
+        tablet.wait_for_url(re.compile(r".*/orders/ORD-[0-9A-F]+/journey"))
+    finally:
+        context.close()
+    assert errors == []
+
+
+def test_a_new_custody_event_lands_on_the_dashboard_without_a_reload(page, live):
+    enter(page, live)
+    page.evaluate("window.notReloaded = true")
+    # Somewhere else, a collection nurse registers the bag of the journey not yet started.
+    with live.uow() as uow:
+        from tracker.models import User
+
+        order = uow.session.scalar(select(TherapyOrder).order_by(TherapyOrder.id).limit(1))
+        nurse = uow.session.scalar(select(User).where(User.username == "collector"))
+        bag = custody.register_bag(
+            uow=uow,
+            principal=principal_for_user(nurse),
+            order_public_id=order.public_id,
+            kind=ItemKind.apheresis_bag,
+            now=SystemClock().now(),
+        )
+        uow.commit()
+        bag_id, order_id = bag.public_id, order.public_id
+    page.wait_for_selector(f"[data-testid=activity] >> text={bag_id}", timeout=25_000)
+    row = page.locator(f"tr[data-order='{order_id}']")
+    page.wait_for_function(
+        "id => document.querySelector(`tr[data-order='${id}'] .stage`).innerText !== 'ordered'",
+        arg=order_id,
+        timeout=25_000,
+    )
+    assert row.locator(".stage").inner_text() == "collection"
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "cockpit-dashboard-live-update")
+
+
+def test_the_journey_page_verifies_the_chain_and_the_certificate_verifies_offline(
+    page, live, tmp_path
+):
+    enter(page, live)
+    infused = page.locator("tr", has=page.locator(".stage-infused")).locator("a.coi").first
+    infused.click()
+    page.wait_for_selector("[data-testid=chain-verdict]")
+    assert "verified" in page.locator("[data-testid=chain-verdict]").inner_text()
+    kinds = set(page.locator("ol.journey li").evaluate_all("els => els.map(e => e.dataset.kind)"))
+    assert {"custody", "label"} <= kinds
+    assert page.locator(".link-bad").count() == 0
+    shot(page, "cockpit-journey")
+    page.click("text=Verify again")
+    page.wait_for_selector("text=Verified again at")
+    with page.expect_download() as download:
+        page.click("[data-testid=certificate-json]")
+    path = tmp_path / "bundle.json"
+    download.value.save_as(path)
+    bundle = json.loads(path.read_text())
+    problems, _ = verifier.verify_bundle(bundle)
+    assert problems == []
+    assert verifier.main([str(path), "--quiet"]) == 0
+    with page.expect_download() as pdf:
+        page.click("[data-testid=certificate-pdf]")
+    assert pdf.value.suggested_filename.endswith(".pdf")
+
+
+def test_qa_signs_the_chain_of_identity_with_the_password(page, live):
+    enter(page, live, "qa")
+    page.goto(f"{live.base}/orders")
+    page.locator("tr", has=page.locator("text=infused")).locator("a.coi").first.click()
+    page.wait_for_url(re.compile(r".*/orders/ORD-[0-9A-F]+$"))
+    page.goto(page.url + "/journey")
+    page.fill("#cert-password", "not my password")
+    page.click("text=Sign the chain up to event")
+    page.wait_for_selector("text=wrong")
+    page.fill("#cert-password", DEMO_PASSWORD)
+    page.click("text=Sign the chain up to event")
+    page.wait_for_selector("text=Chain of identity signed (review)")
+    signatures = page.locator("ol.journey li[data-kind=signature]")
+    assert signatures.count() == 1
+    assert "Quinn Quality" in signatures.inner_text()
+    shot(page, "cockpit-journey-signed")
+
+
+def test_the_shipment_page_draws_the_temperature_chart_and_says_it_in_words(page, live):
+    enter(page, live)
+    with live.uow() as uow:
+        from tracker.models import Shipment
+
+        shipment = uow.session.scalar(select(Shipment).where(Shipment.logger_serial == "LOG-0005"))
+        public_id = shipment.public_id
+    page.goto(f"{live.base}/shipments/{public_id}")
+    page.wait_for_selector("#temperature-chart[data-ready=true] canvas")
+    summary = page.locator("[data-testid=temperature-summary]").inner_text()
+    assert "readings" in summary and "excursion" in summary
+    assert page.locator("[data-testid=excursions] li").count() >= 1
+    assert page.locator("table[aria-label='Per-bag exposure'] tbody tr").count() == 1
+    shot(page, "cockpit-shipment")
+
+
+def test_a_coordinator_acknowledges_an_alert_from_the_inbox(page, live):
+    enter(page, live)
+    page.click("nav[aria-label=Main] >> text=Alerts")
+    forms = page.locator("table[aria-label='Alerts'] form")
+    before = forms.count()
+    assert before >= 1
+    shot(page, "cockpit-inbox")
+    first = forms.first
+    first.locator("input[name=comment]").fill("Called the courier; lid re-seated")
+    first.locator("button").click()
+    page.wait_for_selector("text=acknowledged; escalation stopped")
+    assert page.locator("table[aria-label='Alerts'] form").count() == before - 1
+    page.click("text=All alerts")
+    assert "Called the courier" in page.locator("table[aria-label='Alerts']").inner_text()
+    shot(page, "cockpit-inbox-acknowledged")
+
+
+def test_the_audit_trail_is_filtered_exported_and_its_review_signed(page, live, tmp_path):
+    enter(page, live, "admin")
+    page.click("nav[aria-label=Main] >> text=Audit")
+    with live.uow() as uow:
+        from tracker.models import Patient
+
+        patient = uow.session.scalar(select(Patient.public_id).order_by(Patient.id.desc()))
+    page.fill("#patient", patient)
+    page.click("button:has-text('Search')")
+    page.wait_for_url(re.compile(r".*patient="))
+    actions = set(
+        page.locator("table[aria-label='Audit entries'] tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.action)"
+        )
+    )
+    assert {"create", "custody_transition"} <= actions
+    shot(page, "cockpit-audit")
+    with page.expect_download() as csv_file:
+        page.click("[data-testid=export-csv]")
+    saved = tmp_path / "audit.csv"
+    csv_file.value.save_as(saved)
+    assert patient in saved.read_text(encoding="utf-8-sig") or "custody_transition" in (
+        saved.read_text(encoding="utf-8-sig")
+    )
+    with page.expect_download() as pdf_file:
+        page.click("[data-testid=export-pdf]")
+    pdf = tmp_path / "audit.pdf"
+    pdf_file.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    _render_pdf(pdf, "cockpit-audit-export")
+    page.fill("#review-comment", "Reviewed this patient's trail: complete, reasons present")
+    page.fill("#review-password", DEMO_PASSWORD)
+    page.click("text=Sign review")
+    page.wait_for_selector("table[aria-label='Signed reviews']")
+    assert "Reviewed this patient's trail" in page.content()
+    shot(page, "cockpit-audit-reviews")
+
+
+def _render_pdf(path, name):
+    """A look at the first page of a PDF, next to the screenshots."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(path))
+    pages.ARTIFACTS.mkdir(exist_ok=True)
+    pdf[0].render(scale=1.2).to_pil().save(pages.ARTIFACTS / f"{name}.png")
+    pdf.close()
+
+
+def test_an_administrator_works_every_admin_page(page, live):
+    enter(page, live, "admin")
+    page.click("nav[aria-label=Main] >> text=Admin")
+    page.wait_for_url(f"{live.base}/admin/sites")
+    shot(page, "cockpit-admin-sites")
+    row = page.locator("tr[data-site=CD-BOS]")
+    row.locator("input[name=address]").fill("11 Depot Ave, Boston MA")
+    row.locator("input[name=reason]").fill("the depot moved next door")
+    row.locator("button").click()
+    page.wait_for_selector("text=Site CD-BOS updated.")
+    for label, name in (
+        ("Users and roles", "users"),
+        ("Product profiles", "profiles"),
+        ("Escalation ladders", "ladders"),
+        ("Printers", "printers"),
+        ("Devices", "devices"),
+    ):
+        page.click(f"nav[aria-label=Administration] >> text={label}")
+        page.wait_for_url(f"{live.base}/admin/{name}")
+        shot(page, f"cockpit-admin-{name}")
+    page.fill("#nd-name", "Infusion bedside scanner")
+    page.select_option("#nd-site", "TC-BOS")
+    page.click("text=Register and show its token")
+    token = page.locator("[data-testid=device-token]").inner_text()
+    assert token.startswith("dev_")
+    shot(page, "cockpit-admin-device-token")
+    page.goto(f"{live.base}/admin/devices")
+    assert token not in page.content()
+    page.goto(f"{live.base}/admin/users")
+    page.click("a:has-text('courier')")
+    page.fill("#grant-reason", "covers the Providence runs")
+    page.select_option("#grant-role", "courier")
+    page.select_option("#grant-site", "CC-PRO")
+    page.click("button:has-text('Grant')")
+    page.wait_for_selector("text=Role granted")
+    assert page.locator("[data-role='courier@CC-PRO']").count() == 1
+    shot(page, "cockpit-admin-user")
+
+
+def test_nobody_but_administrators_opens_the_admin_pages(page, live):
+    enter(page, live)
+    assert page.locator("nav[aria-label=Main] >> text=Admin").count() == 0
+    # (page.request shares the session but logs no console error for the refusal)
+    assert page.request.get(f"{live.base}/admin/users").status == 403
+
+
+def test_every_bag_in_the_demo_has_a_journey_page(page, live):
+    enter(page, live, "operator")
+    with live.uow() as uow:
+        orders = list(
+            uow.session.scalars(
+                select(TherapyOrder.public_id)
+                .join(Item, Item.order_id == TherapyOrder.id)
+                .where(Item.kind == "final_product_bag")
+            )
+        )
+    for public_id in orders:
+        response = page.goto(f"{live.base}/orders/{public_id}/journey")
+        assert response.status == 200
+        assert page.locator("[data-testid=chain-verdict].chain-ok").count() == 1
+    assert "MRN-DEMO" not in page.content()
