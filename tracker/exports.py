@@ -237,8 +237,8 @@ def certificate_pdf(bundle: dict[str, Any], *, verdict: dict[str, Any]) -> bytes
         Paragraph("Head of the hash chain", st["h2"]),
         _para(m["head_hash"], st["mono"]),
         _para(
-            "Compare this value with the bundle (manifest.head_hash) and with the tracker "
-            "(GET /api/v1/orders/<order>/chain). Anyone who alters, removes or reorders an "
+            "Compare this value with the bundle (manifest.head_hash) and with the journey page "
+            "of the tracker, which recomputes it. Anyone who alters, removes or reorders an "
             "event changes it.",
             st["small"],
         ),
