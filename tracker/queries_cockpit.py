@@ -19,11 +19,13 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy import case
 from sqlalchemy import func
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import aliased
 
 from schedules.models import JourneyPlan
+from schedules.models import PlanDeadline
 from schedules.models import PlanStepRow
 from tracker.clock import to_local
 from tracker.domain.alerting import format_duration
@@ -133,7 +135,7 @@ def active_journeys(
 ) -> list[dict[str, Any]]:
     """Every active journey the principal may see, with stage, next deadline and risk.
 
-    Six statements, whatever the number of journeys.
+    Seven statements, whatever the number of journeys.
     """
     ids = visible_active_order_ids(principal)
     treatment = aliased(Site)
@@ -162,7 +164,11 @@ def active_journeys(
     ):
         if order_id is not None:
             items[order_id].append({"kind": kind, "state": state, "site_kind": site_kind})
-    deadlines = {row.order_id: row for row in session.execute(_next_deadlines(ids))}
+    deadlines: dict[int, Any] = {
+        row.order_id: row for row in session.execute(_next_deadlines(ids))
+    }
+    # Without an open handoff deadline, the live plan's next step still has a date.
+    planned = {row.order_id: row for row in session.execute(_next_plan_steps(ids, now))}
     alarms: dict[int, tuple[int, int]] = {
         order_id: (count, worst)
         for order_id, count, worst in session.execute(
@@ -194,7 +200,7 @@ def active_journeys(
     }
     out = []
     for o in orders:
-        d = deadlines.get(o.id)
+        d = deadlines.get(o.id) or planned.get(o.id)
         open_alerts, worst = alarms.get(o.id, (0, 9))
         risk, why = _risk(d.due_at if d else None, d.warn_at if d else None, now, int(worst <= 1))
         last, collected = clocks.get(o.id, (None, None))
@@ -220,6 +226,7 @@ def active_journeys(
                     "site": d.site,
                     "left": _time_left(d.due_at, now),
                     "seconds_left": int((d.due_at - now).total_seconds()),
+                    "source": d.source,
                 },
                 "risk": risk,
                 "risk_label": RISK_LABELS[risk],
@@ -263,6 +270,7 @@ def _next_deadlines(ids: Any) -> Select[Any]:
             HandoffDeadline.warn_at,
             Site.timezone,
             Site.name.label("site"),
+            literal("handoff").label("source"),
             func.row_number()
             .over(
                 partition_by=HandoffDeadline.order_id,
@@ -272,6 +280,42 @@ def _next_deadlines(ids: Any) -> Select[Any]:
         )
         .join(Site, Site.id == HandoffDeadline.site_id)
         .where(HandoffDeadline.status == "open", HandoffDeadline.order_id.in_(ids))
+        .subquery()
+    )
+    return select(ranked).where(ranked.c.rank == 1)
+
+
+def _next_plan_steps(ids: Any, now: datetime) -> Select[Any]:
+    """Each order's next future deadline of its live plan (held or booked), one statement.
+
+    Plan deadlines are never marked met (custody events meet the handoff deadlines mirrored
+    from them), so only future ones say anything here.
+    """
+    ranked = (
+        select(
+            PlanDeadline.order_id,
+            PlanDeadline.description.label("label"),
+            PlanDeadline.kind,
+            PlanDeadline.due_at,
+            literal(None).label("warn_at"),
+            Site.timezone,
+            Site.name.label("site"),
+            literal("plan").label("source"),
+            func.row_number()
+            .over(
+                partition_by=PlanDeadline.order_id,
+                order_by=(PlanDeadline.due_at, PlanDeadline.id),
+            )
+            .label("rank"),
+        )
+        .join(JourneyPlan, JourneyPlan.id == PlanDeadline.plan_id)
+        .join(Site, Site.id == PlanDeadline.site_id)
+        .where(
+            PlanDeadline.status == "open",
+            JourneyPlan.status.in_(("held", "booked")),
+            PlanDeadline.due_at > now,
+            PlanDeadline.order_id.in_(ids),
+        )
         .subquery()
     )
     return select(ranked).where(ranked.c.rank == 1)

@@ -351,3 +351,66 @@ def test_every_bag_in_the_demo_has_a_journey_page(page, live):
         assert response.status == 200
         assert page.locator("[data-testid=chain-verdict].chain-ok").count() == 1
     assert "MRN-DEMO" not in page.content()
+
+
+def test_a_coordinator_plans_a_journey_and_sees_the_plan_beside_what_happened(page, live):
+    enter(page, live)
+    with live.uow() as uow:
+        second = uow.session.scalar(
+            select(TherapyOrder.public_id).order_by(TherapyOrder.id).offset(1).limit(1)
+        )
+    page.goto(f"{live.base}/orders/{second}/journey")
+    page.click("text=Plan this journey")
+    page.click("text=Propose the earliest plan")
+    page.wait_for_selector("[data-testid=proposal]")
+    page.click("text=Hold for 48 hours")
+    page.wait_for_selector("[data-testid=plan-status]")
+    page.goto(f"{live.base}/orders/{second}/journey")
+    steps = page.locator("table[aria-label='Plan against actual'] tbody tr")
+    assert steps.count() >= 7
+    assert "to come" in steps.first.inner_text()
+    assert page.locator("ol.journey li[data-kind=plan]").count() >= 1
+    shot(page, "cockpit-journey-planned")
+    page.goto(f"{live.base}/dashboard?q={second}")
+    row = page.locator(f"tr[data-order='{second}']")
+    assert "plan:" in row.inner_text() or "left" in row.inner_text()
+
+
+CONTRAST = """
+(selectors) => {
+  const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const worst = [];
+  for (const el of document.querySelectorAll(selectors)) {
+    if (!el.offsetParent || !el.innerText.trim()) continue;
+    const fg = parse(getComputedStyle(el).color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const what = el.className + ' ' + el.innerText.slice(0, 30);
+    if (ratio < 4.5) worst.push(what + ': ' + ratio.toFixed(2));
+  }
+  return worst;
+}
+"""
+
+
+def test_text_on_the_cockpit_pages_meets_wcag_aa_contrast(page, live):
+    enter(page, live)
+    selectors = (
+        "a, td, th, .risk, .stage, .state, .sev, .kind-tag, .muted, button, label, h1, h2, h3, p"
+    )
+    assert page.evaluate(CONTRAST, selectors) == []
+    page.locator("a.coi").first.click()
+    assert page.evaluate(CONTRAST, selectors) == []
+    page.goto(f"{live.base}/audit")
+    assert page.evaluate(CONTRAST, selectors) == []

@@ -151,3 +151,24 @@ def test_logging_in_lands_on_the_dashboard(client, world):
 def test_bags_of_bulk_journeys_are_real_rows(new_uow, world, clock, uow):
     bulk_journeys(new_uow, world, clock.now(), start=0, count=3)
     assert uow.session.scalar(select(Item.din).where(Item.public_id == "BAG-BULK000001"))
+
+
+def test_a_planned_journey_shows_its_next_planned_date(new_uow, world, clock, uow):
+    from schedules import service
+    from tests.factories_schedules import build_capacity
+
+    build_capacity(new_uow, world, clock.now())
+    order = make_order(new_uow, world, clock.now())
+    with new_uow() as unit:
+        service.book_plan(
+            uow=unit,
+            principal=world.principals["coord"],
+            order_public_id=order.public_id,
+            earliest_collection=clock.now() + timedelta(days=1),
+            now=clock.now(),
+            tentative=True,
+        )
+        unit.commit()
+    [row] = active_journeys(uow.session, world.principals["coord"], now=clock.now())
+    assert row["deadline"] is not None and row["deadline"]["due_at"] > clock.now()
+    assert row["risk"] in ("on_track", "at_risk")
