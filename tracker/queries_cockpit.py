@@ -208,7 +208,8 @@ def active_journeys(
         out.append(
             {
                 "public_id": o.public_id,
-                "coi": coi_display(o.coi),
+                # Eye-readable form and check character are computed for shown rows only.
+                "coi": {"value": o.coi},
                 "patient": o.patient,
                 "product": o.product,
                 "product_code": o.product_code,
@@ -343,12 +344,15 @@ def summarize(journeys: list[dict[str, Any]], filters: Filters) -> dict[str, Any
     ]
     pages = max(1, -(-len(chosen) // PAGE_SIZE))
     page = min(filters.page, pages)
+    rows = chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    for row in rows:
+        row["coi"] = coi_display(row["coi"]["value"])
     return {
         "total": len(journeys),
         "counts": counts,
         "stages": sorted(stages.items()),
         "matching": len(chosen),
-        "rows": chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        "rows": rows,
         "page": page,
         "pages": pages,
     }
