@@ -164,9 +164,7 @@ def active_journeys(
     ):
         if order_id is not None:
             items[order_id].append({"kind": kind, "state": state, "site_kind": site_kind})
-    deadlines: dict[int, Any] = {
-        row.order_id: row for row in session.execute(_next_deadlines(ids))
-    }
+    deadlines: dict[int, Any] = {row.order_id: row for row in session.execute(_next_deadlines(ids))}
     # Without an open handoff deadline, the live plan's next step still has a date.
     planned = {row.order_id: row for row in session.execute(_next_plan_steps(ids, now))}
     alarms: dict[int, tuple[int, int]] = {

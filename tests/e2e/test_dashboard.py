@@ -172,3 +172,22 @@ def test_a_planned_journey_shows_its_next_planned_date(new_uow, world, clock, uo
     [row] = active_journeys(uow.session, world.principals["coord"], now=clock.now())
     assert row["deadline"] is not None and row["deadline"]["due_at"] > clock.now()
     assert row["risk"] in ("on_track", "at_risk")
+
+
+def test_background_refreshes_do_not_keep_an_idle_session_alive(client, world, clock, settings):
+    login(client, "coord")
+    poll = {"HX-Request": "true", "X-Tracker-Poll": "1"}
+    idle = timedelta(minutes=settings.idle_timeout_minutes)
+    clock.advance(idle - timedelta(minutes=1))
+    assert client.get("/dashboard/journeys", headers=poll).status_code == 200
+    clock.advance(timedelta(minutes=2))  # only refreshes since the person last did anything
+    resp = client.get("/dashboard/journeys", headers=poll)
+    assert resp.status_code == 204
+    assert resp.headers["HX-Redirect"].startswith("/login")
+
+
+def test_a_logged_out_refresh_sends_the_whole_page_to_the_login(client, world):
+    resp = client.get("/dashboard/side", headers={"HX-Request": "true"})
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"].startswith("/login")
+    plain = client.get("/dashboard")
+    assert plain.status_code == 302 and "/login?next=/dashboard" in plain.headers["Location"]

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from flask import Blueprint
 from flask import Flask
+from flask import Response
 from flask import flash
 from flask import g
 from flask import redirect
@@ -62,6 +63,24 @@ def _load_user(raw: str) -> SessionUser | None:
         return SessionUser(user)
 
 
+# Pages that refresh themselves send this header: a refresh is not the person being active.
+POLL_HEADER = "X-Tracker-Poll"
+
+
+def _to_login() -> ResponseReturnValue:
+    """Send the browser to the login page; an htmx request is told to leave the page whole
+    (HX-Redirect) instead of having the login form swapped into a fragment."""
+    target = url_for("auth.login", next=request.path)
+    if request.headers.get("HX-Request"):
+        return Response(status=204, headers={"HX-Redirect": target})
+    return redirect(target)
+
+
+@login_manager.unauthorized_handler  # type: ignore[untyped-decorator]
+def _unauthorized() -> ResponseReturnValue:
+    return _to_login()
+
+
 def _enforce_idle_timeout() -> ResponseReturnValue | None:
     if not current_user.is_authenticated:
         return None
@@ -75,8 +94,9 @@ def _enforce_idle_timeout() -> ResponseReturnValue | None:
         if request.path.startswith("/api/"):
             raise TrackerError("session_expired")
         flash("Your session was idle too long. Please log in again.", "warning")
-        return redirect(url_for("auth.login", next=request.path))
-    session["last_seen"] = now
+        return _to_login()
+    if request.headers.get(POLL_HEADER) != "1":
+        session["last_seen"] = now
     return None
 
 
