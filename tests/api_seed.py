@@ -29,7 +29,6 @@ from tracker.models import CustodyEvent
 from tracker.services import auth
 from tracker.services import printers
 
-
 # Path segments whose following parameter names a seeded record.
 SOURCES = (
     "orders",

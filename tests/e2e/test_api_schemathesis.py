@@ -60,7 +60,7 @@ def _seeded_value(source: str) -> st.SearchStrategy[Any]:
 
 
 def _path_sources(path: str) -> dict[str, str]:
-    """Each path parameter with the collection segment before it (``orders`` for ``{public_id}``)."""
+    """Each path parameter with the collection segment before it (``orders``: ``{public_id}``)."""
     segments = path.strip("/").split("/")
     return {
         seg[1:-1]: segments[i - 1]
