@@ -157,3 +157,18 @@ def test_a_second_resource_with_the_same_name_at_a_site_is_a_conflict(client, wo
     assert api(client, token, "POST", "/api/v1/sites/TC1/resources", body).status_code == 201
     again = api(client, token, "POST", "/api/v1/sites/TC1/resources", body)
     assert again.status_code == 409 and again.get_json()["reason"] == "conflict"
+
+
+def test_a_concurrent_change_answers_409_conflict_not_500(settings):
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from tracker.web import create_app
+
+    app = create_app(settings)
+
+    @app.get("/api/v1/_stale")
+    def _stale():  # type: ignore[no-untyped-def]
+        raise StaleDataError("version counter moved")
+
+    resp = app.test_client().get("/api/v1/_stale")
+    assert resp.status_code == 409 and resp.get_json()["reason"] == "conflict"
