@@ -11,6 +11,8 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic import ConfigDict
 from pydantic import Field
 
 from tracker import __version__
@@ -22,6 +24,7 @@ from tracker.domain.errors import TrackerError
 from tracker.domain.signatures import SIGNATURE_MEANINGS
 from tracker.services import auth as auth_service
 from tracker.services import custody
+from tracker.services import fhir_export
 from tracker.services import orders
 from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
@@ -702,6 +705,40 @@ def parse_identifier(payload: ParseIn) -> ResponseReturnValue:
             "parsed": _plain(dataclasses.asdict(result.value)),
         }
     )
+
+
+class FhirBundleOut(BaseModel):
+    """A FHIR R5 Bundle; each resource is validated against R5 in the test suite."""
+
+    model_config = ConfigDict(extra="allow")
+    resourceType: Literal["Bundle"]  # noqa: N815 (FHIR's element names)
+    id: str
+    type: Literal["collection"]
+    timestamp: UtcDateTime
+    entry: list[dict[str, Any]]
+
+
+@registry.route(
+    bp,
+    "/orders/<public_id>/fhir",
+    "GET",
+    summary="The order as FHIR R5 (products, bookings, temperature findings, custody)",
+    response=FhirBundleOut,
+    media_type="application/fhir+json",
+)
+def order_fhir(public_id: str) -> ResponseReturnValue:
+    rt = runtime()
+    with rt.uow() as uow:
+        bundle = fhir_export.export_order_bundle(
+            session=uow.session,
+            principal=current_principal(),
+            order_public_id=public_id,
+            now=rt.clock.now(),
+            base_url=rt.settings.public_base_url,
+        )
+    response = jsonify(bundle)
+    response.mimetype = "application/fhir+json"
+    return response
 
 
 def _plain(value: Any) -> Any:
