@@ -33,6 +33,7 @@ from tracker.models import TherapyOrder
 from tracker.web.api import registry
 from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
+from tracker.web.openapi import MAX_DB_ID
 from tracker.web.openapi import Query
 from tracker.web.openapi import Strict
 from tracker.web.openapi import UtcDateTime
@@ -907,7 +908,7 @@ def list_notifications() -> ResponseReturnValue:
 )
 def read_notification(notification_id: str) -> ResponseReturnValue:
     principal = current_principal()
-    if not notification_id.isdigit():
+    if not notification_id.isdigit() or int(notification_id) > MAX_DB_ID:
         raise TrackerError("not_found", f"no notification {notification_id}")
     with runtime().uow() as uow:
         service.mark_notification_read(

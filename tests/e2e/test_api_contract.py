@@ -13,6 +13,7 @@ from tests.alert_helpers import on_the_road
 from tests.alert_helpers import series
 from tests.e2e.test_api import api
 from tests.e2e.test_api import login
+from tests.factories import make_bag
 from tests.factories import make_order
 
 
@@ -172,3 +173,47 @@ def test_a_concurrent_change_answers_409_conflict_not_500(settings):
 
     resp = app.test_client().get("/api/v1/_stale")
     assert resp.status_code == 409 and resp.get_json()["reason"] == "conflict"
+
+
+def test_ids_beyond_a_32_bit_row_id_are_not_found_rather_than_a_database_error(client, world):
+    token, _ = login(client, "admin")
+    for path in ("/api/v1/logger-imports/116119430033781504", "/api/v1/alerts/6504740410"):
+        resp = client.get(path)
+        assert resp.status_code == 404 and resp.get_json()["reason"] == "not_found", path
+    big = api(client, token, "POST", "/api/v1/notifications/99999999999/read")
+    assert big.status_code == 404
+
+
+def test_text_postgresql_cannot_store_is_refused_in_bodies_paths_and_queries(
+    client, world, new_uow, clock
+):
+    order = make_order(new_uow, world, clock.now())
+    make_bag(new_uow, world, order, clock.now())
+    token, _ = login(client, "coord")
+    detail = client.get(f"/api/v1/orders/{order.public_id}").get_json()
+    event = detail["timeline"][0]["id"]
+    for correction in ({"note": "a\u0000b"}, {"\ud800": "lone surrogate"}):
+        resp = api(
+            client,
+            token,
+            "POST",
+            f"/api/v1/events/{event}/corrections",
+            {"reason": "typo in the note", "correction": correction},
+        )
+        assert resp.status_code == 400 and resp.get_json()["reason"] == "invalid_request"
+    assert client.get("/api/v1/orders/ORD-%00").status_code == 404
+    calendar = client.get("/api/v1/sites/TC1/calendar?start=%00")
+    assert calendar.status_code == 400
+
+
+def test_a_body_id_beyond_a_32_bit_row_id_is_refused(client, world, new_uow, clock):
+    trip = on_the_road(new_uow, world, clock.now())
+    token, _ = login(client, "qa")
+    resp = api(
+        client,
+        token,
+        "POST",
+        f"/api/v1/items/{trip.bag.public_id}/dispositions",
+        {"decision": "quarantine", "comment": "hold", "excursion_id": 2**40},
+    )
+    assert resp.status_code == 400 and resp.get_json()["reason"] == "invalid_request"

@@ -23,6 +23,7 @@ from tracker.services import readings
 from tracker.web.api import bp
 from tracker.web.api import registry
 from tracker.web.auth import current_principal
+from tracker.web.openapi import DbId
 from tracker.web.openapi import Strict
 from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
@@ -111,7 +112,7 @@ class AckIn(Strict):
 class DispositionIn(Strict):
     decision: Decision
     comment: str = Field(min_length=1, max_length=2000)
-    excursion_id: int | None = None
+    excursion_id: DbId | None = None
 
 
 class DispositionOut(Strict):

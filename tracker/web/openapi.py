@@ -6,6 +6,7 @@ with the document generated from the same models the views validate with.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from pydantic import AwareDatetime
 from pydantic import BaseModel
 from pydantic import BeforeValidator
 from pydantic import ConfigDict
+from pydantic import Field
 from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
+from werkzeug.routing import IntegerConverter
+from werkzeug.routing import Map
 
 from tracker.domain.errors import REASONS
 from tracker.domain.errors import TrackerError
@@ -68,6 +72,31 @@ def _rfc3339(value: object) -> object:
 
 # An instant with its UTC offset, written as RFC 3339 (the JSON Schema "date-time" format).
 UtcDateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+# Row ids are 32-bit integers in PostgreSQL: a larger id in a path or body would be a
+# database error, not a missing record.
+MAX_DB_ID = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` URL parts that fit a row id; anything larger does not match (404)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_DB_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def storable_text(value: object) -> bool:
+    """False for text PostgreSQL cannot store: NUL characters or unpaired surrogates."""
+    if isinstance(value, str):
+        return "\x00" not in value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return all(storable_text(k) and storable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(storable_text(v) for v in value)
+    return True
+
 
 WRITES = frozenset({"post", "put", "patch", "delete"})
 # What any operation may answer besides its own codes: a refused body or parameter, no or an
@@ -135,13 +164,21 @@ class Registry:
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(view)
             def wrapper(**kwargs: Any) -> Any:
+                if not storable_text(kwargs):
+                    raise TrackerError("not_found", "no record has that name")
                 if body is not None:
                     raw = request.get_data(cache=True)
                     if not raw.strip():
                         raise TrackerError("invalid_request", "a JSON request body is required")
-                    kwargs["payload"] = body.model_validate_json(raw)
+                    payload = body.model_validate_json(raw)
+                    if not storable_text(json.loads(raw)):
+                        raise TrackerError("invalid_request", _UNSTORABLE)
+                    kwargs["payload"] = payload
                 if query is not None:
-                    kwargs["params"] = query.model_validate(request.args.to_dict())
+                    args = request.args.to_dict()
+                    if not storable_text(args):
+                        raise TrackerError("invalid_request", _UNSTORABLE)
+                    kwargs["params"] = query.model_validate(args)
                 return view(**kwargs)
 
             bp.add_url_rule(rule, view.__name__, wrapper, methods=[method])
@@ -185,7 +222,7 @@ class Registry:
                     "name": p,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "integer"}
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID}
                     if p in op.int_params
                     else {"type": "string", "minLength": 1},
                 }
@@ -256,6 +293,9 @@ class Registry:
         refs, top = models_json_schema(list(wanted), ref_template="#/components/schemas/{model}")
         by_model = {(model, mode): ref for (model, mode), ref in refs.items()}
         return by_model, dict(top.get("$defs", {}))  # type: ignore[return-value]
+
+
+_UNSTORABLE = "text may not contain NUL characters or unpaired UTF-16 surrogates"
 
 
 def _security(op: Operation) -> list[dict[str, list[str]]]:
