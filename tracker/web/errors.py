@@ -32,6 +32,8 @@ HTTP_STATUS: dict[str, int] = {
     "duplicate_identifier": 409,
     "invalid_transition": 409,
     "coi_mismatch": 409,
+    "idempotency_in_flight": 409,
+    "idempotency_key_reused": 422,
     "internal_error": 500,
 }
 
