@@ -435,8 +435,13 @@ def change_shipment_state(
     now: datetime,
     reason: str | None = None,
     occurred_at: datetime | None = None,
+    site_code: str | None = None,
 ) -> CustodyEvent:
-    """Move a shipment through its states (planned, packed, picked up, delivered, received)."""
+    """Move a shipment through its states (planned, packed, picked up, delivered, received).
+
+    The event happens at the origin (or, for delivery and receipt, the destination) unless
+    ``site_code`` names where it was recorded, e.g. the courier depot of a pickup scan.
+    """
     occurred, recorded = _when(now, occurred_at)
     session = uow.session
     probe = session.scalar(select(Shipment).where(Shipment.public_id == shipment_public_id))
@@ -448,7 +453,9 @@ def change_shipment_state(
     )
     assert shipment is not None
     site_id = (
-        shipment.destination_site_id
+        _site_by_code(session, site_code).id
+        if site_code
+        else shipment.destination_site_id
         if to_state in (CustodyState.delivered, CustodyState.received)
         else shipment.origin_site_id
     )
@@ -485,6 +492,39 @@ def change_shipment_state(
         site_id=site_id,
     )
     return event
+
+
+def record_note(
+    *,
+    uow: UnitOfWork,
+    principal: Principal,
+    order_public_id: str,
+    site_id: int,
+    now: datetime,
+    details: dict[str, Any],
+    occurred_at: datetime | None = None,
+    item_id: int | None = None,
+) -> CustodyEvent:
+    """Add a note to an order's chain (e.g. a verification step that moves nothing)."""
+    occurred, recorded = _when(now, occurred_at)
+    session = uow.session
+    order = lock_order(session, order_public_id, principal)
+    principal.require_role_at(CUSTODY_ROLES, site_id, "record custody notes")
+    return _append_event(
+        session,
+        CustodyEvent(
+            chain_key=order_chain_key(order),
+            order_id=order.id,
+            item_id=item_id,
+            event_type="note",
+            site_id=site_id,
+            actor_user_id=principal.user_id,
+            device_id=principal.device_id,
+            occurred_at=occurred,
+            recorded_at=recorded,
+            details=details,
+        ),
+    )
 
 
 def correct_event(
