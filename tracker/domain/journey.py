@@ -767,7 +767,8 @@ def default_journey(variant: Variant = "fresh") -> Journey:
                     "sign_approval", "approval", "Sign: I approve this product for release"
                 ),
             ),
-            next=("pack_product",),
+            # QA may release again: a bag back from quarantine returns to storage unreleased.
+            next=("pack_product", "qa_release"),
             issues_certificate=True,
         ),
         _pack(

@@ -17,9 +17,10 @@ and the order changes only together with this list (and ``GUARD_ORDER``):
  8. deviation_open  an open deviation blocks this journey step until QA closes it
  9. requirement     ``wrong_item_type`` (no requirement scans this kind), ``out_of_order`` (a
                     requirement before it is unfinished), ``already_scanned``
-10. item state      ``quarantined``, ``already_scanned`` (already moved on), ``not_labelled``,
+10. shipment        ``no_shipment``, ``not_in_shipment``, ``shipment_mismatch``: what the step's
+                    shipment recorded says more than the state of a bag that does not belong
+11. item state      ``quarantined``, ``already_scanned`` (already moved on), ``not_labelled``,
                     ``custody_gap`` (the item is not in a state this requirement accepts)
-11. shipment        ``no_shipment``, ``not_in_shipment``, ``shipment_mismatch``
 12. time            ``expired``: the thaw-to-infusion countdown, or the shipper's hold time
 
 If handhelds ever judge scans offline, this module is the one list of rules they must mirror.
@@ -68,8 +69,8 @@ GUARD_ORDER: tuple[tuple[str, ...], ...] = (
     ("forbidden",),
     ("deviation_open",),
     ("wrong_item_type", "out_of_order", "already_scanned"),
-    ("quarantined", "already_scanned", "not_labelled", "custody_gap"),
     ("no_shipment", "not_in_shipment", "shipment_mismatch"),
+    ("quarantined", "already_scanned", "not_labelled", "custody_gap"),
     ("expired",),
 )
 """Reason codes per guard, in the order ``judge`` checks them (documentation and tests)."""
@@ -104,6 +105,23 @@ KIND_LABELS: Mapping[ScanKind, str] = {
 }
 
 LATE_UPLOAD = timedelta(minutes=2)
+
+
+_SEAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-/.")
+
+
+def seal_text(raw: str) -> str | None:
+    """The text of a tamper seal barcode, or None when it cannot be a seal number.
+
+    Seals carry the seal maker's numbering, not one of our identifiers: letters, digits and
+    ``- / .``, 3 to 64 characters, after terminators and an AIM prefix are removed.
+    """
+    text = "".join(ch for ch in raw if ch.isprintable()).strip()
+    if text.startswith("]") and len(text) > 3:
+        text = text[3:]
+    if 3 <= len(text) <= 64 and set(text) <= _SEAL_CHARS:
+        return text
+    return None
 
 
 def forceable(reason: str) -> bool:
@@ -335,12 +353,12 @@ def judge(scanned: Scanned, ctx: Context) -> Verdict:
     # 2. Unknown or ambiguous.
     if problem is not None and problem.reason != "coi_mismatch":
         return _refuse(problem.reason, problem.message, problem.suggestion)
+    # 3. Chain of identity: every code after the first must belong to the same patient (and
+    #    a label whose own COI and DIN disagree is refused even as a first scan).
+    if problem is not None:
+        return _refuse(problem.reason, problem.message)
     if scanned.kind is None:
         return _refuse("unknown_code", "This code is not one the tracker knows.")
-
-    # 3. Chain of identity: every code after the first must belong to the same patient.
-    if problem is not None and problem.reason == "coi_mismatch":
-        return _refuse("coi_mismatch", problem.message)
     if ctx.run_order_id is not None:
         other_patient = (
             scanned.kind is ScanKind.wristband
@@ -420,27 +438,7 @@ def judge(scanned: Scanned, ctx: Context) -> Verdict:
         assert nxt is not None  # req is unmet, so something is next
         return _refuse("out_of_order", f"First: {nxt.prompt}.")
 
-    # 10. The item's custody state.
-    state = scanned.item_state
-    if state is not None and req.from_states:
-        if state is CustodyState.quarantined and state not in req.from_states:
-            return _refuse("quarantined", f"This {scanned.label} is in quarantine. Do not use it.")
-        if req.to_state is not None and state is req.to_state:
-            return _refuse("already_scanned", f"This {scanned.label} is already {state.value}.")
-        if state is CustodyState.registered and state not in req.from_states:
-            return _refuse(
-                "not_labelled",
-                f"This {scanned.label} has no confirmed label yet. Confirm its label first.",
-            )
-        if state not in req.from_states:
-            allowed = ", ".join(sorted(s.value.replace("_", " ") for s in req.from_states))
-            return _refuse(
-                "custody_gap",
-                f"This {scanned.label} is {state.value.replace('_', ' ')}; this step needs it "
-                f"{allowed}. A custody step is missing.",
-            )
-
-    # 11. The shipment this step works on.
+    # 10. The shipment this step works on.
     if step.shipment is not None:
         ship = ctx.shipment
         if ship is None:
@@ -468,7 +466,31 @@ def judge(scanned: Scanned, ctx: Context) -> Verdict:
                     f"This {KIND_LABELS[scanned.kind]} is not the one recorded for this "
                     "shipment. Check for tampering.",
                 )
-    elif req.each and scanned.token not in ctx.expected.get(req.key, frozenset()):
+
+    # 11. The item's custody state.
+    state = scanned.item_state
+    if state is not None and req.from_states:
+        if state is CustodyState.quarantined and state not in req.from_states:
+            return _refuse("quarantined", f"This {scanned.label} is in quarantine. Do not use it.")
+        if req.to_state is not None and state is req.to_state:
+            return _refuse("already_scanned", f"This {scanned.label} is already {state.value}.")
+        if state is CustodyState.registered and state not in req.from_states:
+            return _refuse(
+                "not_labelled",
+                f"This {scanned.label} has no confirmed label yet. Confirm its label first.",
+            )
+        if state not in req.from_states:
+            allowed = ", ".join(sorted(s.value.replace("_", " ") for s in req.from_states))
+            return _refuse(
+                "custody_gap",
+                f"This {scanned.label} is {state.value.replace('_', ' ')}; this step needs it "
+                f"{allowed}. A custody step is missing.",
+            )
+    if (
+        step.shipment is None
+        and req.each
+        and scanned.token not in ctx.expected.get(req.key, frozenset())
+    ):
         return _refuse("custody_gap", f"This {scanned.label} is not waiting for this step.")
 
     # 12. Time limits.

@@ -685,9 +685,19 @@ def _open_deviation(
 
 
 def _forced_deviation(
-    session: Session, order_id: int, description: str, now: datetime, user_id: int, site_id: int
+    session: Session,
+    order_id: int,
+    description: str,
+    now: datetime,
+    user_id: int,
+    site_id: int,
+    run_id: int | None,
 ) -> Deviation:
-    """Forced offline scans of one order share its open forced-scan deviation."""
+    """Forced offline scans of one order share its open forced-scan deviation.
+
+    Like a checklist deviation, it lets the run it happened in finish (that handoff did take
+    place) and blocks the order's next custody step.
+    """
     existing = session.scalar(
         select(Deviation).where(
             Deviation.order_id == order_id,
@@ -705,6 +715,7 @@ def _forced_deviation(
         now=now,
         user_id=user_id,
         site_id=site_id,
+        run_id=run_id,
     )
 
 
@@ -1070,6 +1081,7 @@ def _record(
             now,
             principal.user_id or 0,
             device.site_id,
+            run.id if run is not None and run.status == "open" else None,
         )
         draft.deviation_id, deviation = dev.id, dev.public_id
     message = verdict.message
