@@ -23,6 +23,8 @@ from tracker.db import make_session_factory
 from tracker.services.auth import make_hasher
 from tracker.web import api
 from tracker.web import health
+from tracker.web import scanner
+from tracker.web import scans_api
 from tracker.web import ui
 from tracker.web.auth import init_auth
 from tracker.web.errors import register_error_handlers
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(scans_api.bp)
+    app.register_blueprint(scanner.bp)
     app.register_blueprint(ui.bp)
     init_cli(app)
 
