@@ -34,6 +34,7 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	command -v pg_isready >/dev/null || missing="$$missing postgresql-client"; \
+	fc-list 2>/dev/null | grep -qi "DejaVuSansMono" || missing="$$missing fonts-dejavu-core fontconfig"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

@@ -107,7 +107,7 @@ def load_json(path: Path) -> dict:
 
 
 def resolve_versions() -> dict[str, str]:
-    """Return {package: version}, after checking package.json, the lockfile and node_modules agree."""
+    """Return {package: version} once package.json, lockfile and node_modules agree."""
     pinned = load_json(ROOT / "package.json").get("dependencies", {})
     lock = load_json(ROOT / "package-lock.json").get("packages", {})
     errors: list[str] = []
@@ -179,7 +179,9 @@ def build(out: Path) -> None:
 def tree(root: Path) -> set[str]:
     if not root.is_dir():
         return set()
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+    return {
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()
+    }
 
 
 def differences(expected: Path, actual: Path) -> list[str]:

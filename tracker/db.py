@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy import MetaData
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy import make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Session
@@ -62,6 +64,10 @@ class Base(DeclarativeBase):
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with our per-dialect settings (SQLite pragmas, PG in UTC)."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            # A newcomer's first run: the instance/ folder is not in git.
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
         # The SQLite dialect documentation's recipe: SQLAlchemy, not pysqlite, emits BEGIN,

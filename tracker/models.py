@@ -241,6 +241,10 @@ class Item(Base):
     site: Mapped[Site | None] = relationship(lazy="joined")
     parent: Mapped[Item | None] = relationship(remote_side=[id], back_populates="children")
     children: Mapped[list[Item]] = relationship(back_populates="parent")
+    # Back-link from a bag to every shipment leg that carried it.
+    shipments: Mapped[list[Shipment]] = relationship(
+        secondary="shipment_items", viewonly=True, order_by="Shipment.id"
+    )
 
 
 class Shipment(Base):

@@ -32,6 +32,18 @@ def test_readiness_checks_the_database_and_migration_head(client):
     body = client.get("/readyz").get_json()
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["migrations"] == "at head"
+    assert body["checks"]["worker"] == "no recent heartbeat"
+
+
+def test_readiness_reports_a_live_worker_heartbeat(client, app, clock):
+    from tracker.jobs import JobContext
+    from tracker.jobs import record_heartbeat
+
+    rt = app.extensions["tracker"]
+    record_heartbeat(JobContext(rt.session_factory, clock, rt.settings, name="test"))
+    resp = client.get("/readyz")
+    assert resp.status_code == 200
+    assert resp.get_json()["checks"]["worker"] == "ok"
 
 
 def test_the_api_refuses_anonymous_callers_with_a_coded_json_error(client, world):

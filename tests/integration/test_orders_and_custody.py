@@ -271,3 +271,23 @@ def test_a_shippers_custody_forms_its_own_asset_chain(new_uow, world, clock):
             now=clock.now(),
         )
     assert err.value.reason == "duplicate_identifier"
+
+
+def test_a_bag_knows_the_shipment_legs_that_carried_it(new_uow, world, clock):
+    order = make_order(new_uow, world, clock.now())
+    bag = make_bag(new_uow, world, order, clock.now())
+    with new_uow() as uow:
+        shipment = custody.create_shipment(
+            uow=uow,
+            principal=world.principals["nurse"],
+            order_public_id=order.public_id,
+            origin_code="CC1",
+            destination_code="MF1",
+            item_public_ids=[bag.public_id],
+            now=clock.now(),
+        )
+        uow.commit()
+    with new_uow() as uow:
+        stored = uow.session.get(Item, bag.id)
+        assert [s.public_id for s in stored.shipments] == [shipment.public_id]
+        assert [i.public_id for i in stored.shipments[0].items] == [bag.public_id]

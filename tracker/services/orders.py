@@ -214,6 +214,8 @@ def create_order(
     if patient is None or not principal.can_see_site(patient.treatment_site_id):
         raise TrackerError("not_found", f"no patient {patient_public_id}")
     principal.require_role_at(ORDER_ROLES, patient.treatment_site_id, "create orders")
+    if principal.user_id is None:
+        raise TrackerError("forbidden", "a therapy order is created by a person, not a device")
     profile = session.scalar(
         select(ProductProfile).where(
             ProductProfile.code == product_code, ProductProfile.active.is_(True)
@@ -236,7 +238,7 @@ def create_order(
         collection_site_id=collection.id,
         manufacturing_site_id=manufacturing.id,
         created_at=now,
-        created_by_id=principal.user_id or 0,
+        created_by_id=principal.user_id,
     )
     session.add(order)
     session.flush()
