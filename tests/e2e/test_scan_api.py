@@ -52,8 +52,13 @@ def test_a_scan_answers_with_status_reason_message_and_what_comes_next(
     assert (body["status"], body["reason"]) == ("incomplete", None)
     assert body["next"]["type"] == "question" and body["next"]["key"] == "identity_confirmed"
     assert body["order"] == {"public_id": j.order.public_id, "coi": j.order.coi}
-    resp = api(client, token, "POST", "/api/v1/runs/run-api-0001/answers",
-               {"answers": {"identity_confirmed": True}})  # fmt: skip
+    resp = api(
+        client,
+        token,
+        "POST",
+        "/api/v1/runs/run-api-0001/answers",
+        {"answers": {"identity_confirmed": True}},
+    )
     assert resp.status_code == 201 and resp.get_json()["status"] == "ok"
     assert resp.get_json()["following"] == [
         {"code": "collect_label_bags", "title": "Confirm bag labels applied"}
@@ -128,20 +133,40 @@ def test_qa_closes_a_deviation_over_the_api_with_a_signature(
 ):
     _, j = _journey(new_uow, world, clock, settings, scanners)
     token, _ = login(client, "coord")
-    resp = api(client, token, "POST", f"/api/v1/orders/{j.order.public_id}/deviations",
-               {"description": "Bag label smudged"})  # fmt: skip
+    resp = api(
+        client,
+        token,
+        "POST",
+        f"/api/v1/orders/{j.order.public_id}/deviations",
+        {"description": "Bag label smudged"},
+    )
     assert resp.status_code == 201
     deviation = resp.get_json()["public_id"]
-    resp = api(client, token, "POST", f"/api/v1/deviations/{deviation}/close",
-               {"reason": "fine", "password": sc.WORLD_PASSWORD})  # fmt: skip
+    resp = api(
+        client,
+        token,
+        "POST",
+        f"/api/v1/deviations/{deviation}/close",
+        {"reason": "fine", "password": sc.WORLD_PASSWORD},
+    )
     assert resp.status_code == 403
     client.post("/logout")
     token, _ = login(client, "qa")
-    resp = api(client, token, "POST", f"/api/v1/deviations/{deviation}/close",
-               {"reason": "Relabelled and verified", "password": "wrong"})  # fmt: skip
+    resp = api(
+        client,
+        token,
+        "POST",
+        f"/api/v1/deviations/{deviation}/close",
+        {"reason": "Relabelled and verified", "password": "wrong"},
+    )
     assert resp.status_code == 401 and resp.get_json()["reason"] == "signature_failed"
-    resp = api(client, token, "POST", f"/api/v1/deviations/{deviation}/close",
-               {"reason": "Relabelled and verified", "password": sc.WORLD_PASSWORD})  # fmt: skip
+    resp = api(
+        client,
+        token,
+        "POST",
+        f"/api/v1/deviations/{deviation}/close",
+        {"reason": "Relabelled and verified", "password": sc.WORLD_PASSWORD},
+    )
     assert resp.status_code == 200 and resp.get_json()["status"] == "closed"
 
 
@@ -219,8 +244,9 @@ def test_keys_belong_to_their_caller_and_answers_asking_for_a_retry_are_not_kept
     first = _post(client, token, "/api/v1/patients", PATIENT, "shared-key")
     client.post("/logout")
     token2, _ = login(client, "coord2")
-    other = _post(client, token2, "/api/v1/patients", {**PATIENT, "treatment_site": "TC2"},
-                  "shared-key")  # fmt: skip
+    other = _post(
+        client, token2, "/api/v1/patients", {**PATIENT, "treatment_site": "TC2"}, "shared-key"
+    )
     assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
     assert other.get_json()["public_id"] != first.get_json()["public_id"]
     # A 409 (here: a duplicate shipper serial) is not stored, so the retry runs again.
@@ -258,7 +284,7 @@ _RAW = st.one_of(
         lambda prefix: st.text(
             alphabet=string.ascii_uppercase + string.digits + "=&<>%*\x1d", max_size=40
         ).map(lambda rest: prefix + rest)
-    ),  # fmt: skip
+    ),
 )
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -281,9 +307,21 @@ def _logged_in(client):
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(raw=_RAW, manual=st.booleans(), offline=st.booleans(), step=st.sampled_from(
-    ["collect_verify_patient", "collect_label_bags", "receive_apheresis", "bedside_verify",
-     "quarantine", "no_such_step"]))  # fmt: skip
+@given(
+    raw=_RAW,
+    manual=st.booleans(),
+    offline=st.booleans(),
+    step=st.sampled_from(
+        [
+            "collect_verify_patient",
+            "collect_label_bags",
+            "receive_apheresis",
+            "bedside_verify",
+            "quarantine",
+            "no_such_step",
+        ]
+    ),
+)
 def test_fuzzed_scans_never_cause_a_server_error(
     client, world, new_uow, clock, settings, scanners, raw, manual, offline, step
 ):

@@ -82,9 +82,11 @@ def test_two_scanners_racing_for_one_bag_cannot_both_win(committed, engine):
     def scanner_a():
         with d.new_uow() as uow:
             results["a"] = scans.record_scan(
-                uow=uow, principal=nurse, now=d.clock.now(),
+                uow=uow,
+                principal=nurse,
+                now=d.clock.now(),
                 scan=_scan_input(d, sc.din_code(j.bags[0]), "scanner-a", "a-1"),
-            )  # fmt: skip
+            )
             a_decided.set()
             # Hold the transaction open until B is provably waiting for A's lock.
             assert _blocked_on_a_lock(engine, b_pid_ready())
@@ -102,9 +104,11 @@ def test_two_scanners_racing_for_one_bag_cannot_both_win(committed, engine):
         with d.new_uow() as uow:
             b_pid["pid"] = uow.session.scalar(text("SELECT pg_backend_pid()"))
             results["b"] = scans.record_scan(
-                uow=uow, principal=nurse, now=d.clock.now(),
+                uow=uow,
+                principal=nurse,
+                now=d.clock.now(),
                 scan=_scan_input(d, sc.din_code(j.bags[0]), "scanner-b", "b-1"),
-            )  # fmt: skip
+            )
             uow.commit()
 
     with ThreadPoolExecutor(2) as pool:
@@ -134,9 +138,11 @@ def test_many_scanners_at_once_start_one_run_and_move_the_bag_once(committed):
         barrier.wait(10)
         with d.new_uow() as uow:
             outcome = scans.record_scan(
-                uow=uow, principal=nurse, now=d.clock.now(),
+                uow=uow,
+                principal=nurse,
+                now=d.clock.now(),
                 scan=_scan_input(d, raw, f"scanner-{i}", f"{nonce_prefix}-{i}"),
-            )  # fmt: skip
+            )
             uow.commit()
         return outcome
 
@@ -167,10 +173,13 @@ def test_the_same_nonce_sent_twice_at_once_is_stored_once(committed):
         barrier.wait(10)
         with d.new_uow() as uow:
             outcome = scans.record_scan(
-                uow=uow, principal=nurse, now=d.clock.now(),
-                scan=_scan_input(d, j.wristband, "one-scanner", "same-nonce",
-                                 step="collect_verify_patient"),
-            )  # fmt: skip
+                uow=uow,
+                principal=nurse,
+                now=d.clock.now(),
+                scan=_scan_input(
+                    d, j.wristband, "one-scanner", "same-nonce", step="collect_verify_patient"
+                ),
+            )
             uow.commit()
         return outcome
 

@@ -155,8 +155,14 @@ def test_a_repeated_nonce_returns_the_first_answer_and_stores_nothing_new(driver
     with new_uow() as uow:
         assert uow.session.scalar(select(func.count(Scan.id))) == 1
     # The nonce belongs to its device: another scanner may use the same one.
-    other = driver.scan("nurse", "collect_verify_patient", j.wristband, site="CC1",
-                        nonce="n-1", device=driver.scanners["TC1"])  # fmt: skip
+    other = driver.scan(
+        "nurse",
+        "collect_verify_patient",
+        j.wristband,
+        site="CC1",
+        nonce="n-1",
+        device=driver.scanners["TC1"],
+    )
     assert not other.replayed and other.body["reason"] == "forbidden"
 
 
@@ -179,8 +185,9 @@ def test_keyboard_damage_is_explained_with_the_likely_reading_never_applied(driv
     j = sc.new_journey(driver, bags=1)
     sc.collect(driver, j, upto="collect_verify_patient")
     sc.ok(driver.scan("nurse", "collect_label_bags", j.wristband, site="CC1"))
-    body = driver.scan("nurse", "collect_label_bags", sc.din_code(j.bags[0]).lower(),
-                       site="CC1").body  # fmt: skip
+    body = driver.scan(
+        "nurse", "collect_label_bags", sc.din_code(j.bags[0]).lower(), site="CC1"
+    ).body
     assert body["reason"] == "caps_lock"
     assert body["suggestion"] == sc.din_code(j.bags[0])
     # The bag is still waiting for its label confirmation.
@@ -205,10 +212,18 @@ def test_a_typed_din_is_accepted_only_with_its_check_character(driver):
 
 def test_scanner_device_role_and_site_are_checked(driver, world):
     j = sc.new_journey(driver, bags=1)
-    assert driver.scan("nurse", "collect_verify_patient", j.wristband, site="CC1",
-                       device="DEV-NOPE").body["reason"] == "unknown_device"  # fmt: skip
-    assert driver.scan("nurse", "collect_verify_patient", j.wristband, site="CC1",
-                       device="DEV-NOPE").http_status == 404  # fmt: skip
+    assert (
+        driver.scan(
+            "nurse", "collect_verify_patient", j.wristband, site="CC1", device="DEV-NOPE"
+        ).body["reason"]
+        == "unknown_device"
+    )
+    assert (
+        driver.scan(
+            "nurse", "collect_verify_patient", j.wristband, site="CC1", device="DEV-NOPE"
+        ).http_status
+        == 404
+    )
     # The operator works at MF1 only: the collection scanner is not theirs.
     body = driver.scan("operator", "collect_verify_patient", j.wristband, site="CC1").body
     assert body["reason"] == "forbidden"
@@ -234,7 +249,7 @@ def test_only_people_scan(driver, world):
                 "collect_verify_patient",
                 driver.clock.now(),
                 "n",
-            ),  # fmt: skip
+            ),
             now=driver.clock.now(),
         )
     assert refused.value.reason == "forbidden"
@@ -251,17 +266,35 @@ def test_an_offline_scan_that_would_fail_is_kept_forced_and_blocks_the_next_step
     other = sc.new_journey(driver, bags=1, mrn="OTHER")
     then = clock.now()
     driver.tick(60)
-    first = driver.scan("courier", "pickup_apheresis", sc.coi_code(j.order), site="CD1",
-                        offline=True, client_at=then)  # fmt: skip
+    first = driver.scan(
+        "courier",
+        "pickup_apheresis",
+        sc.coi_code(j.order),
+        site="CD1",
+        offline=True,
+        client_at=then,
+    )
     assert first.body["status"] == "incomplete" and first.body["offline"] is True
-    forced = driver.scan("courier", "pickup_apheresis", sc.coi_code(other.order), site="CD1",
-                         offline=True, client_at=then + timedelta(seconds=20))  # fmt: skip
+    forced = driver.scan(
+        "courier",
+        "pickup_apheresis",
+        sc.coi_code(other.order),
+        site="CD1",
+        offline=True,
+        client_at=then + timedelta(seconds=20),
+    )
     assert forced.body["reason"] == "coi_mismatch" and forced.body["forced"] is True
     deviation = forced.body["deviation"]
     assert deviation and "Deviation" in forced.body["message"]
     # The offline pickup itself completes (it happened), with the device's time.
-    done = driver.scan("courier", "pickup_apheresis", j.shipper.serial, site="CD1",
-                       offline=True, client_at=then + timedelta(seconds=40))  # fmt: skip
+    done = driver.scan(
+        "courier",
+        "pickup_apheresis",
+        j.shipper.serial,
+        site="CD1",
+        offline=True,
+        client_at=then + timedelta(seconds=40),
+    )
     assert done.body["status"] == "ok"
     with new_uow() as uow:
         row = uow.session.scalars(select(Scan).where(Scan.forced.is_(True))).one()
@@ -275,18 +308,27 @@ def test_an_offline_scan_that_would_fail_is_kept_forced_and_blocks_the_next_step
     assert body["reason"] == "deviation_open"
     with new_uow() as uow, pytest.raises(TrackerError) as refused:
         scans.close_deviation(
-            uow=uow, hasher=auth.make_hasher(settings), settings=settings,
-            principal=world.principals["operator"], deviation_public_id=deviation,
-            reason="looked", password=sc.WORLD_PASSWORD, now=clock.now(),
-        )  # fmt: skip
+            uow=uow,
+            hasher=auth.make_hasher(settings),
+            settings=settings,
+            principal=world.principals["operator"],
+            deviation_public_id=deviation,
+            reason="looked",
+            password=sc.WORLD_PASSWORD,
+            now=clock.now(),
+        )
     assert refused.value.reason == "forbidden"
     with new_uow() as uow:
         scans.close_deviation(
-            uow=uow, hasher=auth.make_hasher(settings), settings=settings,
-            principal=world.principals["qa"], deviation_public_id=deviation,
+            uow=uow,
+            hasher=auth.make_hasher(settings),
+            settings=settings,
+            principal=world.principals["qa"],
+            deviation_public_id=deviation,
             reason="Label of another patient was scanned by mistake; right shipper collected.",
-            password=sc.WORLD_PASSWORD, now=clock.now(),
-        )  # fmt: skip
+            password=sc.WORLD_PASSWORD,
+            now=clock.now(),
+        )
         uow.commit()
     sc.receive(driver, j)
 
@@ -295,8 +337,9 @@ def test_offline_scans_that_are_merely_unreadable_or_repeated_open_no_deviation(
     j = sc.new_journey(driver, bags=1)
     driver.scan("nurse", "collect_verify_patient", "???", site="CC1", offline=True)
     driver.scan("nurse", "collect_verify_patient", j.wristband, site="CC1", offline=True)
-    body = driver.scan("nurse", "collect_verify_patient", j.wristband, site="CC1",
-                       offline=True).body  # fmt: skip
+    body = driver.scan(
+        "nurse", "collect_verify_patient", j.wristband, site="CC1", offline=True
+    ).body
     assert body["reason"] == "already_scanned" and body["forced"] is False
     with new_uow() as uow:
         assert uow.session.scalar(select(func.count(Deviation.id))) == 0
@@ -388,8 +431,15 @@ def test_a_quarantined_bag_is_stopped_and_returns_only_through_qa(driver, new_uo
         assert event.reason == "Visible crack in the cassette"
     # Packing refuses it.
     shipper = sc.make_shipper(driver.new_uow, driver.world, driver.clock.now(), site="MF1")
-    sc.plan_shipment(driver.new_uow, driver.world, j.order, j.products, driver.clock.now(),
-                     origin="MF1", destination="TC1")  # fmt: skip
+    sc.plan_shipment(
+        driver.new_uow,
+        driver.world,
+        j.order,
+        j.products,
+        driver.clock.now(),
+        origin="MF1",
+        destination="TC1",
+    )
     sc.ok(driver.scan("operator", "pack_product", sc.coi_code(j.order), site="MF1"))
     sc.ok(driver.scan("operator", "pack_product", shipper.serial, site="MF1"))
     body = driver.scan("operator", "pack_product", bag, site="MF1").body

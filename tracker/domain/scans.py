@@ -60,7 +60,7 @@ GUARD_ORDER: tuple[tuple[str, ...], ...] = (
         "retired_structure",
         "caps_lock",
         "keyboard_layout",
-    ),  # fmt: skip
+    ),
     ("unknown_code", "ambiguous_code"),
     ("coi_mismatch",),
     ("unknown_step",),

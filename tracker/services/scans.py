@@ -1061,9 +1061,23 @@ def _record(
         try:
             with session.begin_nested():
                 return _accept(
-                    uow, actor, scan, draft, verdict, order, step, run, facts, progress,
-                    verified, device.site_id, device.code, occurred, now, deadline,
-                )  # fmt: skip
+                    uow,
+                    actor,
+                    scan,
+                    draft,
+                    verdict,
+                    order,
+                    step,
+                    run,
+                    facts,
+                    progress,
+                    verified,
+                    device.site_id,
+                    device.code,
+                    occurred,
+                    now,
+                    deadline,
+                )
         except TrackerError as exc:
             # Completing the step was refused by the custody rules: nothing moved.
             verdict = rules.Refused(exc.reason, exc.message)
