@@ -114,9 +114,11 @@ function focusField() {
   }
 }
 
+let verdicts = 0;
 function verdict(kind, title, message, suggestion) {
   const box = $("result");
   box.dataset.kind = kind;
+  box.dataset.seq = String(++verdicts); // lets a watcher tell a new verdict from the last one
   $("verdict").textContent = title;
   $("message").textContent = message || "";
   const hint = $("suggestion");
@@ -207,8 +209,8 @@ function render(body) {
     const wrongPatient = body.reason === "coi_mismatch";
     const keyboard = ["caps_lock", "keyboard_layout"].includes(body.reason);
     const hint = keyboard && body.suggestion
-      ? `The scanner's keyboard setting damaged this scan. It probably reads ${body.suggestion}, ` +
-        "but it was NOT accepted: fix the scanner (Caps Lock off, same keyboard layout) and scan again."
+      ? `Likely reading: ${body.suggestion}. Not accepted: fix the scanner or keyboard ` +
+        "(Caps Lock off, same keyboard layout) and scan again."
       : null;
     verdict(wrongPatient ? "wrong-patient" : "stop", wrongPatient ? "STOP — WRONG PATIENT" : "STOP",
       body.message, hint);
