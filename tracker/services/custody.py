@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import lazyload
 
 from tracker.clock import require_aware
 from tracker.domain import chain
@@ -71,6 +72,32 @@ def event_fields(event: CustodyEvent) -> dict[str, Any]:
     }
 
 
+def _append_events(session: Session, events: list[CustodyEvent]) -> list[CustodyEvent]:
+    """Append several events of one chain: the chain head is read once, one flush writes all.
+
+    The caller holds the chain anchor's row lock.
+    """
+    if not events:
+        return events
+    key = events[0].chain_key
+    last = session.execute(
+        select(CustodyEvent.seq, CustodyEvent.hash)
+        .where(CustodyEvent.chain_key == key)
+        .order_by(CustodyEvent.seq.desc())
+        .limit(1)
+    ).first()
+    seq, prev = (last.seq, last.hash) if last else (0, chain.GENESIS)
+    for event in events:
+        assert event.chain_key == key
+        seq += 1
+        event.seq, event.prev_hash = seq, prev
+        event.details = event.details or {}
+        event.hash = prev = chain.event_hash(prev, event_fields(event))
+    session.add_all(events)
+    session.flush()
+    return events
+
+
 def _append_event(session: Session, event: CustodyEvent) -> CustodyEvent:
     """Give ``event`` its place in the chain. The caller holds the chain anchor's row lock."""
     last = session.execute(
@@ -91,10 +118,14 @@ def _append_event(session: Session, event: CustodyEvent) -> CustodyEvent:
 def lock_order(session: Session, public_id: str, principal: Principal) -> TherapyOrder:
     """Load an order visible to the principal, holding its row lock for this transaction."""
     # Visibility is the same SQL scope the read views use, so the two can never disagree.
+    # The lock query loads the order row alone; relationships load if and when used.
     order = session.scalar(
         scope_orders(select(TherapyOrder), principal)
+        .options(lazyload("*"))
         .where(TherapyOrder.public_id == public_id)
-        .with_for_update(of=TherapyOrder)
+        # NO KEY UPDATE serialises custody writers of one order without blocking inserts
+        # elsewhere that only reference it (their foreign key checks take KEY SHARE).
+        .with_for_update(of=TherapyOrder, key_share=True)
     )
     if order is None:
         raise TrackerError("not_found", f"no order {public_id}")
@@ -263,7 +294,9 @@ def register_shipper(
 
 
 def _lock_item(session: Session, public_id: str) -> Item:
-    item = session.scalar(select(Item).where(Item.public_id == public_id).with_for_update(of=Item))
+    item = session.scalar(
+        select(Item).where(Item.public_id == public_id).with_for_update(of=Item, key_share=True)
+    )
     if item is None:
         raise TrackerError("not_found", f"no item {public_id}")
     return item
@@ -335,6 +368,77 @@ def change_item_state(
         site_id=site.id,
     )
     return event
+
+
+def change_items_state(
+    *,
+    uow: UnitOfWork,
+    principal: Principal,
+    order_public_id: str,
+    item_public_ids: list[str],
+    to_state: CustodyState,
+    site_code: str,
+    now: datetime,
+    reason: str | None = None,
+    occurred_at: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> list[CustodyEvent]:
+    """Move several bags of one order to the same state at one site, as one batch of events.
+
+    The same rules as ``change_item_state`` (every item through ``transition``, one event and
+    one audit row each); the order is locked once and its chain head read once.
+    """
+    occurred, recorded = _when(now, occurred_at)
+    session = uow.session
+    order = lock_order(session, order_public_id, principal)
+    site = _site_by_code(session, site_code)
+    principal.require_role_at(CUSTODY_ROLES, site.id, "record custody changes")
+    wanted = set(item_public_ids)
+    items = list(
+        session.scalars(
+            select(Item)
+            .where(Item.public_id.in_(wanted), Item.order_id == order.id)
+            .order_by(Item.id)
+            .with_for_update(of=Item, key_share=True)
+        )
+    )
+    if len(items) != len(wanted):
+        raise TrackerError("not_found", "one or more bags are not part of this order")
+    events = []
+    for item in items:
+        step = transition(ItemKind(item.kind), CustodyState(item.state), to_state, reason=reason)
+        old_state = item.state
+        item.state = step.to_state.value  # the one place an item's state is written
+        item.site_id = site.id
+        events.append(
+            CustodyEvent(
+                chain_key=order_chain_key(order),
+                order_id=order.id,
+                item_id=item.id,
+                event_type="transition",
+                from_state=step.from_state.value,
+                to_state=step.to_state.value,
+                site_id=site.id,
+                actor_user_id=principal.user_id,
+                device_id=principal.device_id,
+                occurred_at=occurred,
+                recorded_at=recorded,
+                details=dict(details or {}),
+                reason=step.reason,
+            )
+        )
+        record_audit(
+            session,
+            now=recorded,
+            actor_user_id=principal.user_id,
+            action="custody_transition",
+            entity_type="item",
+            entity_id=item.public_id,
+            changes={"state": [old_state, item.state]},
+            reason=step.reason,
+            site_id=site.id,
+        )
+    return _append_events(session, events)
 
 
 def create_shipment(

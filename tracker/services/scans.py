@@ -19,6 +19,8 @@ The caller commits, whatever the verdict: refused scans are records too.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,13 @@ from enum import Enum
 from typing import Any
 
 from argon2 import PasswordHasher
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import bindparam
+from sqlalchemy import cast
+from sqlalchemy import exists
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -79,6 +88,101 @@ _LEG_STATE = {
     ShipmentLeg.pickup: "packed",
     ShipmentLeg.incoming: "picked_up",
 }
+
+
+# The statements every scan runs, built once: a scan then only binds its values (building
+# SQL expressions per call was a measurable part of a scan's time; see bench/bench_scans.py).
+_Q_REPLAY = select(Scan.id, Scan.http_status, Scan.response).where(
+    Scan.device_ref == bindparam("device"), Scan.nonce == bindparam("nonce")
+)
+_Q_DEVICE = (
+    select(
+        Device.id,
+        Device.site_id,
+        Device.kind,
+        Device.active,
+        Site.kind.label("site_kind"),
+        Site.code,
+    )
+    .join(Site, Site.id == Device.site_id)
+    .where(Device.public_id == bindparam("device"))
+)
+_Q_CONTEXT = (
+    select(StepRun.id, StepRun.order_id)
+    .join(Scan, Scan.run_id == StepRun.id)
+    .where(Scan.client_run == bindparam("client_run"))
+    .order_by(Scan.id)
+    .limit(1)
+)
+_Q_BAGS_BY_DIN = select(Item).where(
+    Item.din == bindparam("din"),
+    Item.kind.in_([ItemKind.apheresis_bag.value, ItemKind.final_product_bag.value]),
+)
+_Q_PATIENT = select(Patient.id).where(Patient.wristband_code == bindparam("code"))
+_Q_ACTIVE_ORDERS = select(TherapyOrder.id).where(
+    TherapyOrder.patient_id == bindparam("patient"), TherapyOrder.status == "active"
+)
+_Q_LOCK_ORDER = (
+    select(
+        TherapyOrder.id,
+        TherapyOrder.public_id,
+        TherapyOrder.coi,
+        TherapyOrder.patient_id,
+        TherapyOrder.collection_site_id,
+        TherapyOrder.manufacturing_site_id,
+        TherapyOrder.treatment_site_id,
+        ProductProfile.starting_material,
+        # As text: it keys the parsed-journey cache (the content, not the row id).
+        cast(ProductProfile.data, Text).label("data_text"),
+    )
+    .join(ProductProfile, ProductProfile.id == TherapyOrder.product_profile_id)
+    .where(TherapyOrder.id == bindparam("order"))
+    # NO KEY UPDATE: scanners of one order queue behind each other, but a refused scan
+    # elsewhere that merely references this order (a foreign key check takes KEY SHARE)
+    # does not. Two wrong-patient scans crossing each other's orders would deadlock on
+    # FOR UPDATE.
+    .with_for_update(of=TherapyOrder, key_share=True)
+)
+_Q_ITEMS = (
+    select(Item.id, Item.public_id, Item.kind, Item.state, Item.site_id)
+    .where(Item.order_id == bindparam("order"))
+    .order_by(Item.id)
+    .with_for_update(key_share=True)
+)
+_Q_PROGRESS = select(Scan.requirement, Scan.token, Scan.user_id).where(
+    Scan.run_id == bindparam("run"), Scan.result != "error"
+)
+
+
+def _position_query() -> Any:
+    order = bindparam("order", type_=Integer)
+    step = bindparam("step", type_=String)
+    open_run = (
+        select(StepRun.id)
+        .where(StepRun.order_id == order, StepRun.step == step, StepRun.status == "open")
+        .scalar_subquery()
+    )
+    last = (
+        select(StepRun.step)
+        .where(
+            StepRun.order_id == order,
+            StepRun.status == "completed",
+            StepRun.exception.is_(False),
+        )
+        .order_by(StepRun.completed_at.desc(), StepRun.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    own_run = func.coalesce(bindparam("run", type_=Integer), open_run)
+    blocking = exists().where(
+        Deviation.order_id == order,
+        Deviation.status == "open",
+        Deviation.run_id.is_distinct_from(own_run),
+    )
+    return select(last, open_run, blocking)
+
+
+_Q_POSITION = _position_query()
 
 
 @dataclass(frozen=True)
@@ -187,14 +291,7 @@ def _unknown(message: str) -> rules.Scanned:
 
 
 def _resolve_din(session: Session, din: ids.Din) -> rules.Scanned:
-    bags = list(
-        session.scalars(
-            select(Item).where(
-                Item.din == din.din,
-                Item.kind.in_([ItemKind.apheresis_bag.value, ItemKind.final_product_bag.value]),
-            )
-        )
-    )
+    bags = list(session.scalars(_Q_BAGS_BY_DIN, {"din": din.din}))
     if din.container_number is not None:
         bags = [b for b in bags if b.container == din.container_number]
     if not bags:
@@ -211,16 +308,10 @@ def _resolve_din(session: Session, din: ids.Din) -> rules.Scanned:
 
 
 def _resolve_wristband(session: Session, code: str, context_order: int | None) -> rules.Scanned:
-    patient_id = session.scalar(select(Patient.id).where(Patient.wristband_code == code))
+    patient_id = session.scalar(_Q_PATIENT, {"code": code})
     if patient_id is None:
         return _unknown("No patient has this wristband.")
-    active = list(
-        session.scalars(
-            select(TherapyOrder.id).where(
-                TherapyOrder.patient_id == patient_id, TherapyOrder.status == "active"
-            )
-        )
-    )
+    active = list(session.scalars(_Q_ACTIVE_ORDERS, {"patient": patient_id}))
     if context_order in active:
         order_id: int | None = context_order
     elif len(active) == 1:
@@ -329,23 +420,16 @@ def _resolve(
     return _unknown(f"A {type(value).__name__} label identifies nothing a step scans.")
 
 
+@functools.lru_cache(maxsize=64)
+def _journey_of(starting_material: str, data_text: str) -> tuple[Journey, dict[str, Any]]:
+    """Parse a profile's step list once per distinct content, not once per scan."""
+    data = json.loads(data_text)
+    return journey_for_profile(starting_material, data), data
+
+
 def _lock_order(session: Session, order_id: int) -> _Order:
-    row = session.execute(
-        select(
-            TherapyOrder.id,
-            TherapyOrder.public_id,
-            TherapyOrder.coi,
-            TherapyOrder.patient_id,
-            TherapyOrder.collection_site_id,
-            TherapyOrder.manufacturing_site_id,
-            TherapyOrder.treatment_site_id,
-            ProductProfile.starting_material,
-            ProductProfile.data,
-        )
-        .join(ProductProfile, ProductProfile.id == TherapyOrder.product_profile_id)
-        .where(TherapyOrder.id == order_id)
-        .with_for_update(of=TherapyOrder)
-    ).one()
+    row = session.execute(_Q_LOCK_ORDER, {"order": order_id}).one()
+    journey, data = _journey_of(row.starting_material, row.data_text)
     return _Order(
         id=row.id,
         public_id=row.public_id,
@@ -356,20 +440,8 @@ def _lock_order(session: Session, order_id: int) -> _Order:
             SiteRole.manufacturing: row.manufacturing_site_id,
             SiteRole.treatment: row.treatment_site_id,
         },
-        journey=journey_for_profile(row.starting_material, row.data),
-        profile=row.data,
-    )
-
-
-def _relock_item(session: Session, scanned: rules.Scanned, order: _Order) -> rules.Scanned:
-    """Re-read the scanned item's state under its row lock (after the order's lock)."""
-    if scanned.item_id is None:
-        return scanned
-    row = session.execute(
-        select(Item.state, Item.site_id).where(Item.id == scanned.item_id).with_for_update()
-    ).one()
-    return dataclasses.replace(
-        scanned, item_state=CustodyState(row.state), item_site_id=row.site_id
+        journey=journey,
+        profile=data,
     )
 
 
@@ -386,13 +458,7 @@ def _context_run(session: Session, client_run: str | None) -> tuple[int, int] | 
     """
     if not client_run:
         return None
-    row = session.execute(
-        select(StepRun.id, StepRun.order_id)
-        .join(Scan, Scan.run_id == StepRun.id)
-        .where(Scan.client_run == client_run)
-        .order_by(Scan.id)
-        .limit(1)
-    ).first()
+    row = session.execute(_Q_CONTEXT, {"client_run": client_run}).first()
     return (row.id, row.order_id) if row else None
 
 
@@ -402,33 +468,19 @@ def _load_run(session: Session, run_id: int) -> StepRun:
     return run
 
 
-def _open_run(session: Session, order_id: int, step: str) -> StepRun | None:
-    return session.scalar(
-        select(StepRun).where(
-            StepRun.order_id == order_id, StepRun.step == step, StepRun.status == "open"
-        )
-    )
+@dataclass(frozen=True)
+class _Position:
+    last_completed: str | None
+    open_run_id: int | None
+    blocking_deviation: bool
 
 
-def _last_completed(session: Session, order_id: int) -> str | None:
-    return session.scalar(
-        select(StepRun.step)
-        .where(
-            StepRun.order_id == order_id,
-            StepRun.status == "completed",
-            StepRun.exception.is_(False),
-        )
-        .order_by(StepRun.completed_at.desc(), StepRun.id.desc())
-        .limit(1)
-    )
-
-
-def _blocking_deviation(session: Session, order_id: int, run: StepRun | None) -> bool:
-    stmt = select(Deviation.id).where(Deviation.order_id == order_id, Deviation.status == "open")
-    if run is not None:
-        # A deviation opened by this run's own checklist lets this run finish.
-        stmt = stmt.where((Deviation.run_id.is_(None)) | (Deviation.run_id != run.id))
-    return session.scalar(stmt.limit(1)) is not None
+def _position(session: Session, order_id: int, step: str, run_id: int | None) -> _Position:
+    """Where the order's journey stands, in one round trip: the last completed journey step,
+    this step's open run, and whether an open deviation blocks (one opened by this run's own
+    checklist or forced scan does not: that run may finish)."""
+    row = session.execute(_Q_POSITION, {"order": order_id, "step": step, "run": run_id}).one()
+    return _Position(row[0], row[1], bool(row[2]))
 
 
 def _signatures(session: Session, run: StepRun) -> list[Signature]:
@@ -452,12 +504,9 @@ def _progress(
     """This person's progress (everyone's for one-person steps), and verified people."""
     if run is None:
         return rules.Progress(), 0
-    stmt = select(Scan.requirement, Scan.token, Scan.user_id).where(
-        Scan.run_id == run.id, Scan.result != "error"
-    )
     done: dict[str, set[str]] = {}
     by_person: dict[int, dict[str, set[str]]] = {}
-    for req, token, user in session.execute(stmt):
+    for req, token, user in session.execute(_Q_PROGRESS, {"run": run.id}):
         if req is None or token is None:
             continue
         by_person.setdefault(user, {}).setdefault(req, set()).add(token)
@@ -499,6 +548,7 @@ class _Facts:
     shipment_facts: rules.ShipmentFacts | None
     expected: dict[str, frozenset[str]]
     public_ids: dict[int, str]
+    items: dict[int, Any]  # id -> locked row (state, site)
 
 
 def _shipment(
@@ -537,9 +587,7 @@ def _facts(
             item_ids=ship_items,
             courier_user_id=shipment.courier_user_id,
         )
-    items = session.execute(
-        select(Item.id, Item.public_id, Item.kind, Item.state).where(Item.order_id == order.id)
-    ).all()
+    items = _order_items(session, order)
     expected: dict[str, frozenset[str]] = {}
     for req in step.scans:
         if not req.each:
@@ -553,7 +601,15 @@ def _facts(
                 i for i in items if i.kind in kinds and CustodyState(i.state) in req.from_states
             ]
         expected[req.key] = frozenset(str(i.id) for i in chosen)
-    return _Facts(shipment, facts, expected, {i.id: i.public_id for i in items})
+    return _Facts(
+        shipment, facts, expected, {i.id: i.public_id for i in items}, {i.id: i for i in items}
+    )
+
+
+def _order_items(session: Session, order: _Order) -> list[Any]:
+    """The order's bags, their rows locked (after the order's): the scanned bag's state is
+    read here, under its lock, and the "every bag" sets come from the same rows."""
+    return list(session.execute(_Q_ITEMS, {"order": order.id}))
 
 
 def _deadline(session: Session, order: _Order, step: Step) -> datetime | None:
@@ -746,14 +802,15 @@ def _complete(
     for req in step.scans:
         if req.to_state is None:
             continue
-        for token in sorted(progress.done.get(req.key, frozenset()), key=int):
-            public_id = facts.public_ids.get(int(token))
-            if public_id is None:  # a shipper: its own asset chain
-                public_id = session.scalar(select(Item.public_id).where(Item.id == int(token)))
-            custody.change_item_state(
+        tokens = sorted(progress.done.get(req.key, frozenset()), key=int)
+        bags = [facts.public_ids[int(t)] for t in tokens if int(t) in facts.public_ids]
+        if bags:
+            # The order's bags move together: one lock, one batch on the order's chain.
+            custody.change_items_state(
                 uow=uow,
                 principal=principal,
-                item_public_id=str(public_id),
+                order_public_id=order.public_id,
+                item_public_ids=bags,
                 to_state=req.to_state,
                 now=now,
                 occurred_at=occurred,
@@ -761,7 +818,23 @@ def _complete(
                 reason=reason,
                 details=details,
             )
-            moved = True
+        for token in tokens:
+            if int(token) in facts.public_ids:
+                continue
+            # A shipper is no bag of the order: it moves on its own asset chain.
+            custody.change_item_state(
+                uow=uow,
+                principal=principal,
+                item_public_id=str(
+                    session.scalar(select(Item.public_id).where(Item.id == int(token)))
+                ),
+                to_state=req.to_state,
+                now=now,
+                occurred_at=occurred,
+                site_code=site_code,
+                details=details,
+            )
+        moved = moved or bool(tokens)
     shipment = facts.shipment
     if shipment is not None:
         for state in step.shipment_to:
@@ -775,18 +848,20 @@ def _complete(
                 site_code=site_code,
             )
             moved = True
-        if step.shipment_items_to is not None:
-            for item_id in sorted(facts.shipment_facts.item_ids if facts.shipment_facts else ()):
-                custody.change_item_state(
-                    uow=uow,
-                    principal=principal,
-                    item_public_id=facts.public_ids[item_id],
-                    to_state=step.shipment_items_to,
-                    now=now,
-                    occurred_at=occurred,
-                    site_code=site_code,
-                    details=details,
-                )
+        if step.shipment_items_to is not None and facts.shipment_facts is not None:
+            custody.change_items_state(
+                uow=uow,
+                principal=principal,
+                order_public_id=order.public_id,
+                item_public_ids=[
+                    facts.public_ids[i] for i in sorted(facts.shipment_facts.item_ids)
+                ],
+                to_state=step.shipment_items_to,
+                now=now,
+                occurred_at=occurred,
+                site_code=site_code,
+                details=details,
+            )
     issued: dict[str, Any] = {}
     if step.issues_certificate:
         signature = next(iter(_signatures(session, run)), None)
@@ -834,11 +909,7 @@ def _complete(
 
 
 def _replay(session: Session, scan: ScanInput) -> Outcome | None:
-    row = session.execute(
-        select(Scan.id, Scan.http_status, Scan.response).where(
-            Scan.device_ref == scan.device, Scan.nonce == scan.nonce
-        )
-    ).first()
+    row = session.execute(_Q_REPLAY, {"device": scan.device, "nonce": scan.nonce}).first()
     if row is None:
         return None
     return Outcome(row.http_status, {**row.response, "scan": row.id}, replayed=True)
@@ -861,10 +932,11 @@ def record_scan(
     if replay is not None:
         return replay
     try:
-        with session.begin_nested():
-            return _record(uow, principal, scan, now, options or ParseOptions())
+        return _record(uow, principal, scan, now, options or ParseOptions())
     except IntegrityError:
-        # The same nonce raced in from a retry: the first one's answer stands.
+        # The same nonce raced in from a retry and the first one was stored first (the unique
+        # constraint on device and nonce): undo everything this one did, answer as the first.
+        session.rollback()
         replay = _replay(session, scan)
         if replay is None:
             raise
@@ -971,18 +1043,7 @@ def _record(
         return _store(session, principal, scan, draft, body, now)
 
     # Request-level guards: a registered scanner, at a site where this person works.
-    device = session.execute(
-        select(
-            Device.id,
-            Device.site_id,
-            Device.kind,
-            Device.active,
-            Site.kind.label("site_kind"),
-            Site.code,
-        )
-        .join(Site, Site.id == Device.site_id)
-        .where(Device.public_id == scan.device)
-    ).first()
+    device = session.execute(_Q_DEVICE, {"device": scan.device}).first()
     if device is None or not device.active or device.kind != "scanner":
         return refuse("unknown_device", "This scanner is not registered or is switched off.")
     draft.device_id, draft.site_id = device.id, device.site_id
@@ -1012,22 +1073,27 @@ def _record(
         )
         return refuse(problem.reason, problem.message, suggestion=problem.suggestion)
 
-    # Lock the chain's anchor, then the item, then read everything the verdict rests on.
+    # Lock the chain's anchor, then its items, then read everything the verdict rests on.
     order = _lock_order(session, order_id)
     draft.order_id = order.id
     if scanned.order_id is not None and scanned.order_id != order.id:
         draft.scanned_order_id = scanned.order_id
-    if scanned.order_id == order.id:
-        scanned = _relock_item(session, scanned, order)
     step = order.journey.step(scan.step)
-    run = _load_run(session, context[0]) if context else _open_run(session, order.id, scan.step)
+    position = _position(session, order.id, scan.step, context[0] if context else None)
+    run_id = context[0] if context else position.open_run_id
+    run = _load_run(session, run_id) if run_id is not None else None
     if run is not None and run.step != scan.step:
         return refuse("wrong_step", "This scanner is in the middle of another step.", order)
     facts = (
         _facts(session, order, step, run, device.site_id)
         if step is not None
-        else _Facts(None, None, {}, {})
+        else _Facts(None, None, {}, {}, {})
     )
+    locked = facts.items.get(scanned.item_id or 0) if scanned.order_id == order.id else None
+    if locked is not None:
+        scanned = dataclasses.replace(
+            scanned, item_state=CustodyState(locked.state), item_site_id=locked.site_id
+        )
     progress, verified = (
         _progress(session, run, step, order, principal.user_id or 0, occurred)
         if step is not None
@@ -1050,8 +1116,8 @@ def _record(
         expected=facts.expected,
         shipment=facts.shipment_facts,
         at=occurred,
-        last_completed=_last_completed(session, order.id),
-        blocking_deviation=_blocking_deviation(session, order.id, run),
+        last_completed=position.last_completed,
+        blocking_deviation=position.blocking_deviation,
         deadline=deadline,
     )
     verdict = rules.judge(scanned, ctx)
@@ -1059,25 +1125,24 @@ def _record(
     if isinstance(verdict, rules.Accepted):
         assert step is not None
         try:
-            with session.begin_nested():
-                return _accept(
-                    uow,
-                    actor,
-                    scan,
-                    draft,
-                    verdict,
-                    order,
-                    step,
-                    run,
-                    facts,
-                    progress,
-                    verified,
-                    device.site_id,
-                    device.code,
-                    occurred,
-                    now,
-                    deadline,
-                )
+            return _accept(
+                uow,
+                actor,
+                scan,
+                draft,
+                verdict,
+                order,
+                step,
+                run,
+                facts,
+                progress,
+                verified,
+                device.site_id,
+                device.code,
+                occurred,
+                now,
+                deadline,
+            )
         except TrackerError as exc:
             # Completing the step was refused by the custody rules: nothing moved.
             verdict = rules.Refused(exc.reason, exc.message)
@@ -1131,45 +1196,31 @@ def _accept(
 ) -> Outcome:
     session = uow.session
     req = verdict.requirement
-    if run is None:
-        run = StepRun(
-            order_id=order.id,
-            step=step.code,
-            exception=step.exception,
-            site_id=site_id,
-            shipment_id=facts.shipment.id if facts.shipment else None,
-            started_by_id=actor.user_id,
-            started_at=occurred,
-            answers={},
-        )
-        session.add(run)
-        session.flush()
-    if req.record and facts.shipment is not None:
-        _record_on_shipment(session, actor, facts.shipment, verdict.scanned, now)
-    if (
-        req.kinds == {ScanKind.shipper}
-        and facts.shipment is not None
-        and facts.shipment.shipper_id is None
-    ):
-        facts.shipment.shipper_id = verdict.scanned.item_id
-        record_audit(
-            session,
-            now=now,
-            actor_user_id=actor.user_id,
-            action="shipper_assigned",
-            entity_type="shipment",
-            entity_id=facts.shipment.public_id,
-            changes={"shipper_id": [None, verdict.scanned.item_id]},
-            site_id=site_id,
-        )
-    draft.run_id, draft.requirement, draft.token = run.id, req.key, verdict.token
     done = dict(progress.done)
     done[req.key] = done.get(req.key, frozenset()) | {verdict.token}
     progress = dataclasses.replace(progress, done=done)
     look = rules.outlook(step, progress, facts.expected, verified_people=verified)
-    issued: dict[str, Any] = {}
-    if look.complete:
-        issued = _complete(
+
+    def write() -> dict[str, Any]:
+        nonlocal run
+        if run is None:
+            run = StepRun(
+                order_id=order.id,
+                step=step.code,
+                exception=step.exception,
+                site_id=site_id,
+                shipment_id=facts.shipment.id if facts.shipment else None,
+                started_by_id=actor.user_id,
+                started_at=occurred,
+                answers={},
+            )
+            session.add(run)
+            session.flush()
+        _note_on_shipment(session, actor, req, facts.shipment, verdict.scanned, site_id, now)
+        draft.run_id, draft.requirement, draft.token = run.id, req.key, verdict.token
+        if not look.complete:
+            return {}
+        return _complete(
             uow,
             actor,
             run=run,
@@ -1181,9 +1232,17 @@ def _accept(
             occurred=occurred,
             now=now,
         )
+
+    if look.complete:
+        # A savepoint: if the custody rules refuse the step's transitions, nothing of this
+        # scan's work stays and the scan is stored as refused.
+        with session.begin_nested():
+            issued = write()
         if step.countdown == "start":
             minutes = int(order.profile.get("thaw_to_infusion_minutes", DEFAULT_THAW_MINUTES))
             deadline = rules.countdown_deadline(occurred, minutes)
+    else:
+        issued = write()
     what = verdict.scanned.label
     if verdict.join:
         message = f"Joined '{step.title}' in progress."
@@ -1208,15 +1267,30 @@ def _accept(
     return _store(session, actor, scan, draft, body, now)
 
 
-def _record_on_shipment(
-    session: Session, actor: Principal, shipment: Shipment, scanned: rules.Scanned, now: datetime
+def _note_on_shipment(
+    session: Session,
+    actor: Principal,
+    req: ScanRequirement,
+    shipment: Shipment | None,
+    scanned: rules.Scanned,
+    site_id: int,
+    now: datetime,
 ) -> None:
-    """Packing records the logger and seal numbers it scanned on the shipment."""
-    column = "tamper_seal" if scanned.kind is ScanKind.seal else "logger_serial"
-    old = getattr(shipment, column)
-    if old == scanned.value:
+    """Packing records the shipper, logger and seal it scanned on the shipment."""
+    if shipment is None:
         return
-    setattr(shipment, column, scanned.value)
+    value: int | str | None
+    if ScanKind.shipper in req.kinds and shipment.shipper_id is None:
+        column, value = "shipper_id", scanned.item_id
+    elif req.record:
+        column = "tamper_seal" if scanned.kind is ScanKind.seal else "logger_serial"
+        value = scanned.value
+    else:
+        return
+    old = getattr(shipment, column)
+    if old == value:
+        return
+    setattr(shipment, column, value)
     record_audit(
         session,
         now=now,
@@ -1224,7 +1298,8 @@ def _record_on_shipment(
         action="shipment_recorded",
         entity_type="shipment",
         entity_id=shipment.public_id,
-        changes={column: [old, scanned.value]},
+        changes={column: [old, value]},
+        site_id=site_id,
     )
 
 
