@@ -189,3 +189,51 @@ def test_the_same_nonce_sent_twice_at_once_is_stored_once(committed):
     assert sorted([first.replayed, second.replayed]) == [False, True]
     with d.new_uow() as uow:
         assert uow.session.scalar(select(func.count(Scan.id))) == 1
+
+
+def test_two_wrong_patient_scans_crossing_each_others_orders_do_not_block(committed):
+    """A scans B's bag and keeps its transaction open; B scanning A's bag must get through.
+
+    The refused scan's row references the other order: its foreign key check takes KEY SHARE
+    on that order, which a FOR UPDATE lock would block (a deadlock once both wait).
+    """
+    d = committed
+    a, b = sc.new_journey(d, bags=1), sc.new_journey(d, bags=1, mrn="B")
+    for j, run in ((a, "scanner-a"), (b, "scanner-b")):
+        d.runs[("nurse", "collect_verify_patient")] = f"verify-{run}"
+        sc.ok(d.scan("nurse", "collect_verify_patient", j.wristband, site="CC1"))
+        sc.ok(d.answer("nurse", "collect_verify_patient", {"identity_confirmed": True}), "ok")
+        sc.ok(d.scan("nurse", "collect_label_bags", j.wristband, site="CC1", run=run))
+    nurse = d.world.principals["nurse"]
+    a_holding, b_done = threading.Event(), threading.Event()
+
+    def scanner_a():
+        with d.new_uow() as uow:
+            outcome = scans.record_scan(
+                uow=uow,
+                principal=nurse,
+                now=d.clock.now(),
+                scan=_scan_input(d, sc.din_code(b.bags[0]), "scanner-a", "cross-a"),
+            )
+            a_holding.set()
+            b_done.wait(10)
+            uow.commit()
+        return outcome
+
+    def scanner_b():
+        a_holding.wait(10)
+        with d.new_uow() as uow:
+            outcome = scans.record_scan(
+                uow=uow,
+                principal=nurse,
+                now=d.clock.now(),
+                scan=_scan_input(d, sc.din_code(a.bags[0]), "scanner-b", "cross-b"),
+            )
+            uow.commit()
+        b_done.set()
+        return outcome
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.submit(scanner_a), pool.submit(scanner_b)
+        assert second.result(timeout=8).body["reason"] == "coi_mismatch"
+        assert first.result(timeout=8).body["reason"] == "coi_mismatch"
