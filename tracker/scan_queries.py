@@ -264,7 +264,7 @@ def station_steps(
     return sorted(seen.values(), key=lambda s: s["exception"])
 
 
-def _codes(session: Session, order: TherapyOrder, step: Step) -> list[dict[str, str]]:
+def _codes(session: Session, order: TherapyOrder, step: Step, site_id: int) -> list[dict[str, str]]:
     """Barcode data a demo user may click instead of scanning (never in production)."""
     wristband = session.scalar(select(Patient.wristband_code).where(Patient.id == order.patient_id))
     codes = [
@@ -291,7 +291,9 @@ def _codes(session: Session, order: TherapyOrder, step: Step) -> list[dict[str, 
             codes.append({"label": "Tamper seal", "data": shipment.tamper_seal})
     if step.shipment is not None and step.code.startswith("pack"):
         shippers = session.scalars(
-            select(Item.serial).where(Item.kind == "cryoshipper", Item.state == "charged").limit(2)
+            select(Item.serial)
+            .where(Item.kind == "cryoshipper", Item.state == "charged", Item.site_id == site_id)
+            .limit(2)
         )
         codes += [{"label": "Charged shipper", "data": s or ""} for s in shippers]
         codes.append({"label": "New logger", "data": _demo_id("LOG", order.public_id)})
@@ -353,7 +355,7 @@ def station_worklist(
                     "coi": order.coi,
                     "step": step.code,
                     "title": step.title,
-                    "codes": _codes(session, order, step) if with_codes else [],
+                    "codes": _codes(session, order, step, station["site_id"]) if with_codes else [],
                 }
             )
     return work

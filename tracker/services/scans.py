@@ -37,6 +37,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import exists
 from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -95,6 +96,8 @@ _LEG_STATE = {
 _Q_REPLAY = select(Scan.id, Scan.http_status, Scan.response).where(
     Scan.device_ref == bindparam("device"), Scan.nonce == bindparam("nonce")
 )
+
+
 _Q_DEVICE = (
     select(
         Device.id,
@@ -928,14 +931,12 @@ def record_scan(
     if principal.user_id is None:
         raise TrackerError("forbidden", "a scan is made by a person: log in on the scanner")
     session = uow.session
-    replay = _replay(session, scan)
-    if replay is not None:
-        return replay
     try:
         return _record(uow, principal, scan, now, options or ParseOptions())
     except IntegrityError:
-        # The same nonce raced in from a retry and the first one was stored first (the unique
-        # constraint on device and nonce): undo everything this one did, answer as the first.
+        # A repeated nonce: the unique constraint on (device, nonce) refuses the second row.
+        # Undo everything this attempt did and answer as the first time. (Retries are rare,
+        # so they pay for a whole judgement instead of every scan paying for a look-up.)
         session.rollback()
         replay = _replay(session, scan)
         if replay is None:
@@ -971,38 +972,41 @@ def _store(
 ) -> Outcome:
     status = body["status"]
     http = _http_status(status, body["reason"])
-    row = Scan(
-        nonce=scan.nonce,
-        device_ref=scan.device,
-        device_id=draft.device_id,
-        user_id=principal.user_id,
-        site_id=draft.site_id,
-        step=scan.step,
-        client_run=scan.client_run,
-        run_id=draft.run_id,
-        raw=_stored_raw(scan.raw),
-        manual=scan.manual,
-        parsed=draft.parsed,
-        kind=draft.kind,
-        order_id=draft.order_id,
-        scanned_order_id=draft.scanned_order_id,
-        item_id=draft.item_id,
-        requirement=draft.requirement,
-        token=draft.token,
-        client_at=require_aware(scan.client_at),
-        server_at=now,
-        offline=scan.offline,
-        forced=draft.forced,
-        result=status,
-        reason=body["reason"],
-        message=body["message"],
-        http_status=http,
-        response=body,
-        deviation_id=draft.deviation_id,
+    # A Core insert: the row is never used as an object again in this transaction.
+    scan_id = session.scalar(
+        insert(Scan)
+        .values(
+            nonce=scan.nonce,
+            device_ref=scan.device,
+            device_id=draft.device_id,
+            user_id=principal.user_id,
+            site_id=draft.site_id,
+            step=scan.step,
+            client_run=scan.client_run,
+            run_id=draft.run_id,
+            raw=_stored_raw(scan.raw),
+            manual=scan.manual,
+            parsed=draft.parsed,
+            kind=draft.kind,
+            order_id=draft.order_id,
+            scanned_order_id=draft.scanned_order_id,
+            item_id=draft.item_id,
+            requirement=draft.requirement,
+            token=draft.token,
+            client_at=require_aware(scan.client_at),
+            server_at=now,
+            offline=scan.offline,
+            forced=draft.forced,
+            result=status,
+            reason=body["reason"],
+            message=body["message"],
+            http_status=http,
+            response=body,
+            deviation_id=draft.deviation_id,
+        )
+        .returning(Scan.id)
     )
-    session.add(row)
-    session.flush()
-    return Outcome(http, {**body, "scan": row.id})
+    return Outcome(http, {**body, "scan": scan_id})
 
 
 def _record(
