@@ -46,3 +46,17 @@ def record_heartbeat(ctx: JobContext) -> None:
             uow.commit()
     except Exception:
         log.exception("heartbeat failed")
+
+
+def purge_idempotency_keys(ctx: JobContext) -> None:
+    """Delete Idempotency-Keys older than their 24 hours."""
+    from tracker.services.idempotency import purge_expired
+
+    try:
+        with ctx.uow() as uow:
+            purged = purge_expired(uow=uow, now=ctx.clock.now())
+            uow.commit()
+        if purged:
+            log.info("purged %d expired idempotency keys", purged)
+    except Exception:
+        log.exception("idempotency key purge failed")

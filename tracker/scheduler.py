@@ -27,6 +27,7 @@ from tracker.config import Settings
 from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.jobs import JobContext
+from tracker.jobs import purge_idempotency_keys
 from tracker.jobs import record_heartbeat
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ class Job:
 
 def jobs(settings: Settings) -> list[Job]:
     """Every periodic job, with a stable id (sweepers over database rows)."""
-    return [Job("worker-heartbeat", record_heartbeat, settings.worker_heartbeat_seconds)]
+    return [
+        Job("worker-heartbeat", record_heartbeat, settings.worker_heartbeat_seconds),
+        Job("purge-idempotency-keys", purge_idempotency_keys, 3600),
+    ]
 
 
 def _schedule(ctx: JobContext, settings: Settings) -> BackgroundScheduler:

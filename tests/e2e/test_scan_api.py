@@ -363,3 +363,24 @@ def test_nul_and_lone_surrogates_are_stored_escaped(client, world, scanners, raw
         headers={"X-CSRFToken": token},
     )
     assert resp.status_code in (400, 404), resp.get_data(as_text=True)
+
+
+def test_the_worker_purges_expired_idempotency_keys(session_factory, new_uow, clock, settings):
+    from datetime import timedelta
+
+    from sqlalchemy import func
+    from sqlalchemy import select
+
+    from tracker.jobs import JobContext
+    from tracker.jobs import purge_idempotency_keys
+    from tracker.models import IdempotencyKey
+    from tracker.scheduler import jobs
+
+    assert "purge-idempotency-keys" in {job.id for job in jobs(settings)}
+    with new_uow() as uow:
+        idem.claim(uow=uow, caller="user:1", key="stale", fingerprint="f", now=clock.now())
+        uow.commit()
+    clock.advance(timedelta(hours=25))
+    purge_idempotency_keys(JobContext(session_factory, clock, settings, "test"))
+    with new_uow() as uow:
+        assert uow.session.scalar(select(func.count(IdempotencyKey.id))) == 0
