@@ -348,7 +348,7 @@ class _DemoScanner:
         )
         return self._done(outcome.body)
 
-    def _codes(self, req: ScanRequirement, step: Step, shipment: Shipment | None) -> list[str]:
+    def _codes(self, req: ScanRequirement, shipment: Shipment | None) -> list[str]:
         order = self.order
         kind = next(iter(req.kinds))
         if kind is ScanKind.wristband:
@@ -389,7 +389,7 @@ class _DemoScanner:
             run = f"demo-run-{self.rng.getrandbits(48):012x}"
             for req in step.requirements:
                 if isinstance(req, ScanRequirement):
-                    for raw in self._codes(req, step, shipment):
+                    for raw in self._codes(req, shipment):
                         self._scan(person, site, step, run, raw)
                 elif isinstance(req, Question):
                     answer: bool | str = req.expect if req.expect is not None else "demo"

@@ -383,9 +383,7 @@ def judge(scanned: Scanned, ctx: Context) -> Verdict:
             "unknown_step", f"'{ctx.step_code}' is not a step of this product's journey."
         )
     if ctx.run_completed:
-        if scanned.token in ctx.progress.done.get(step.requirements[0].key, frozenset()) or any(
-            scanned.token in tokens for tokens in ctx.progress.done.values()
-        ):
+        if any(scanned.token in tokens for tokens in ctx.progress.done.values()):
             return _refuse("already_scanned", f"'{step.title}' is already complete.")
         return _refuse("wrong_step", f"'{step.title}' is already complete; start the next step.")
     if not ctx.run_open and not ctx.journey.may_start(step.code, ctx.last_completed):

@@ -2,19 +2,19 @@
 
 ``record_scan`` is the one way a scan enters the system. In one transaction it:
 
-1. replays the stored answer if this device already sent this nonce (nothing new is written);
-2. checks the device and that the person works at its site;
-3. parses the code and looks it up (no locks yet);
-4. locks the order row (the custody chain's anchor, always locked first, as in
-   ``tracker.services.custody``), then the scanned item's row, and only then reads the run,
+1. checks the device and that the person works at its site;
+2. parses the code and looks it up (no locks yet: identities never change);
+3. locks the order row (the custody chain's anchor, always locked first, as in
+   ``tracker.services.custody``), then the order's item rows, and only then reads the run,
    the journey position, deviations and shipment it is judged against;
-5. asks ``tracker.domain.scans.judge`` for the verdict;
-6. stores the scan, accepted or refused; an accepted scan that completes its step applies the
+4. asks ``tracker.domain.scans.judge`` for the verdict;
+5. stores the scan, accepted or refused; an accepted scan that completes its step applies the
    step's custody transitions through ``tracker.services.custody`` in a savepoint, so a refusal
    there leaves no state change and the scan is stored as refused.
 
-The caller commits, whatever the verdict: refused scans are records too.
-"""
+A nonce this device already sent is refused by the unique constraint on (device, nonce) when
+the row is stored: the whole attempt is rolled back and the first answer returned instead.
+The caller commits, whatever the verdict: refused scans are records too."""
 
 from __future__ import annotations
 
