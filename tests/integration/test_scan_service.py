@@ -473,3 +473,40 @@ def test_scans_cannot_be_changed_or_deleted(driver, new_uow):
     for sql in ("UPDATE scans SET reason = 'x'", "DELETE FROM scans"):
         with new_uow() as uow, pytest.raises(DBAPIError):
             uow.session.execute(text(sql))
+
+
+def test_qa_discards_a_bag_with_a_reason_and_a_signature(driver, new_uow):
+    j = sc.new_journey(driver, bags=1)
+    sc.walk(driver, j, "release")
+    bag = sc.din_code(j.products[0])
+    sc.ok(driver.scan("qa", "discard", sc.coi_code(j.order), site="MF1"))
+    sc.ok(driver.scan("qa", "discard", bag, site="MF1"))
+    body = sc.ok(driver.answer("qa", "discard", {"reason": "Bag punctured during handling"}))
+    assert body["next"]["type"] == "signature"
+    with pytest.raises(TrackerError) as wrong:
+        driver.sign("qa", "discard", "approval", password="wrong password")
+    assert wrong.value.reason == "signature_failed"
+    assert _state(new_uow)[0][j.products[0].public_id] == "released"
+    sc.ok(driver.sign("qa", "discard", "approval"), "ok")
+    assert _state(new_uow)[0][j.products[0].public_id] == "discarded"
+
+
+def test_a_quarantined_product_goes_back_to_the_manufacturer_from_the_treatment_site(
+    driver, new_uow
+):
+    j = sc.new_journey(driver, bags=1)
+    sc.walk(driver, j, "ship_product")
+    bag = sc.din_code(j.products[0])
+    # Not quarantined yet: returning it is refused.
+    sc.ok(driver.scan("infusion", "return_to_manufacturer", sc.coi_code(j.order), site="TC1"))
+    body = driver.scan("infusion", "return_to_manufacturer", bag, site="TC1").body
+    assert body["reason"] == "custody_gap"
+    for step, answer in (
+        ("quarantine", "Logger showed a temperature excursion"),
+        ("return_to_manufacturer", "Returned for investigation"),
+    ):
+        driver.new_run("infusion", step)
+        sc.ok(driver.scan("infusion", step, sc.coi_code(j.order), site="TC1"))
+        sc.ok(driver.scan("infusion", step, bag, site="TC1"))
+        sc.ok(driver.answer("infusion", step, {"reason": answer}), "ok")
+    assert _state(new_uow)[0][j.products[0].public_id] == "returned_to_manufacturer"
