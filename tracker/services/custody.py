@@ -72,32 +72,6 @@ def event_fields(event: CustodyEvent) -> dict[str, Any]:
     }
 
 
-def _append_events(session: Session, events: list[CustodyEvent]) -> list[CustodyEvent]:
-    """Append several events of one chain: the chain head is read once, one flush writes all.
-
-    The caller holds the chain anchor's row lock.
-    """
-    if not events:
-        return events
-    key = events[0].chain_key
-    last = session.execute(
-        select(CustodyEvent.seq, CustodyEvent.hash)
-        .where(CustodyEvent.chain_key == key)
-        .order_by(CustodyEvent.seq.desc())
-        .limit(1)
-    ).first()
-    seq, prev = (last.seq, last.hash) if last else (0, chain.GENESIS)
-    for event in events:
-        assert event.chain_key == key
-        seq += 1
-        event.seq, event.prev_hash = seq, prev
-        event.details = event.details or {}
-        event.hash = prev = chain.event_hash(prev, event_fields(event))
-    session.add_all(events)
-    session.flush()
-    return events
-
-
 def _append_event(session: Session, event: CustodyEvent) -> CustodyEvent:
     """Give ``event`` its place in the chain. The caller holds the chain anchor's row lock."""
     last = session.execute(
@@ -370,77 +344,6 @@ def change_item_state(
     return event
 
 
-def change_items_state(
-    *,
-    uow: UnitOfWork,
-    principal: Principal,
-    order_public_id: str,
-    item_public_ids: list[str],
-    to_state: CustodyState,
-    site_code: str,
-    now: datetime,
-    reason: str | None = None,
-    occurred_at: datetime | None = None,
-    details: dict[str, Any] | None = None,
-) -> list[CustodyEvent]:
-    """Move several bags of one order to the same state at one site, as one batch of events.
-
-    The same rules as ``change_item_state`` (every item through ``transition``, one event and
-    one audit row each); the order is locked once and its chain head read once.
-    """
-    occurred, recorded = _when(now, occurred_at)
-    session = uow.session
-    order = lock_order(session, order_public_id, principal)
-    site = _site_by_code(session, site_code)
-    principal.require_role_at(CUSTODY_ROLES, site.id, "record custody changes")
-    wanted = set(item_public_ids)
-    items = list(
-        session.scalars(
-            select(Item)
-            .where(Item.public_id.in_(wanted), Item.order_id == order.id)
-            .order_by(Item.id)
-            .with_for_update(of=Item, key_share=True)
-        )
-    )
-    if len(items) != len(wanted):
-        raise TrackerError("not_found", "one or more bags are not part of this order")
-    events = []
-    for item in items:
-        step = transition(ItemKind(item.kind), CustodyState(item.state), to_state, reason=reason)
-        old_state = item.state
-        item.state = step.to_state.value  # the one place an item's state is written
-        item.site_id = site.id
-        events.append(
-            CustodyEvent(
-                chain_key=order_chain_key(order),
-                order_id=order.id,
-                item_id=item.id,
-                event_type="transition",
-                from_state=step.from_state.value,
-                to_state=step.to_state.value,
-                site_id=site.id,
-                actor_user_id=principal.user_id,
-                device_id=principal.device_id,
-                occurred_at=occurred,
-                recorded_at=recorded,
-                details=dict(details or {}),
-                reason=step.reason,
-            )
-        )
-        record_audit(
-            session,
-            now=recorded,
-            actor_user_id=principal.user_id,
-            action="custody_transition",
-            entity_type="item",
-            entity_id=item.public_id,
-            changes={"state": [old_state, item.state]},
-            reason=step.reason,
-            site_id=site.id,
-        )
-    return _append_events(session, events)
-
-
 def create_shipment(
     *,
     uow: UnitOfWork,
@@ -599,31 +502,38 @@ def change_shipment_state(
 
 
 def record_note(
+    session: Session,
     *,
-    uow: UnitOfWork,
-    principal: Principal,
-    order_public_id: str,
-    site_id: int,
+    order_id: int | None,
+    item_id: int | None,
+    shipment_id: int | None,
+    site_id: int | None,
+    actor_user_id: int | None,
+    occurred_at: datetime,
     now: datetime,
     details: dict[str, Any],
-    occurred_at: datetime | None = None,
-    item_id: int | None = None,
-) -> CustodyEvent:
-    """Add a note to an order's chain (e.g. a verification step that moves nothing)."""
+) -> CustodyEvent | None:
+    """Append evidence that changes no state (a completed verification) to the order's chain;
+    None when the subject belongs to no order. The caller has checked who may do this."""
     occurred, recorded = _when(now, occurred_at)
-    session = uow.session
-    order = lock_order(session, order_public_id, principal)
-    principal.require_role_at(CUSTODY_ROLES, site_id, "record custody notes")
+    if order_id is None:
+        return None
+    order = session.scalar(
+        select(TherapyOrder)
+        .where(TherapyOrder.id == order_id)
+        .with_for_update(of=TherapyOrder, key_share=True)
+    )
+    assert order is not None
     return _append_event(
         session,
         CustodyEvent(
             chain_key=order_chain_key(order),
             order_id=order.id,
             item_id=item_id,
+            shipment_id=shipment_id,
             event_type="note",
             site_id=site_id,
-            actor_user_id=principal.user_id,
-            device_id=principal.device_id,
+            actor_user_id=actor_user_id,
             occurred_at=occurred,
             recorded_at=recorded,
             details=details,

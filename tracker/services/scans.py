@@ -805,39 +805,23 @@ def _complete(
     for req in step.scans:
         if req.to_state is None:
             continue
-        tokens = sorted(progress.done.get(req.key, frozenset()), key=int)
-        bags = [facts.public_ids[int(t)] for t in tokens if int(t) in facts.public_ids]
-        if bags:
-            # The order's bags move together: one lock, one batch on the order's chain.
-            custody.change_items_state(
-                uow=uow,
-                principal=principal,
-                order_public_id=order.public_id,
-                item_public_ids=bags,
-                to_state=req.to_state,
-                now=now,
-                occurred_at=occurred,
-                site_code=site_code,
-                reason=reason,
-                details=details,
-            )
-        for token in tokens:
-            if int(token) in facts.public_ids:
-                continue
-            # A shipper is no bag of the order: it moves on its own asset chain.
+        for token in sorted(progress.done.get(req.key, frozenset()), key=int):
+            # One item at a time through the custody service and every check it makes (a
+            # shipper is no bag of the order: it moves on its own asset chain, no reason).
+            bag = facts.public_ids.get(int(token))
+            public_id = bag or session.scalar(select(Item.public_id).where(Item.id == int(token)))
             custody.change_item_state(
                 uow=uow,
                 principal=principal,
-                item_public_id=str(
-                    session.scalar(select(Item.public_id).where(Item.id == int(token)))
-                ),
+                item_public_id=str(public_id),
                 to_state=req.to_state,
                 now=now,
                 occurred_at=occurred,
                 site_code=site_code,
+                reason=reason if bag else None,
                 details=details,
             )
-        moved = moved or bool(tokens)
+            moved = True
     shipment = facts.shipment
     if shipment is not None:
         for state in step.shipment_to:
@@ -852,19 +836,17 @@ def _complete(
             )
             moved = True
         if step.shipment_items_to is not None and facts.shipment_facts is not None:
-            custody.change_items_state(
-                uow=uow,
-                principal=principal,
-                order_public_id=order.public_id,
-                item_public_ids=[
-                    facts.public_ids[i] for i in sorted(facts.shipment_facts.item_ids)
-                ],
-                to_state=step.shipment_items_to,
-                now=now,
-                occurred_at=occurred,
-                site_code=site_code,
-                details=details,
-            )
+            for item_id in sorted(facts.shipment_facts.item_ids):
+                custody.change_item_state(
+                    uow=uow,
+                    principal=principal,
+                    item_public_id=facts.public_ids[item_id],
+                    to_state=step.shipment_items_to,
+                    now=now,
+                    occurred_at=occurred,
+                    site_code=site_code,
+                    details=details,
+                )
     issued: dict[str, Any] = {}
     if step.issues_certificate:
         signature = next(iter(_signatures(session, run)), None)
@@ -889,12 +871,14 @@ def _complete(
     if not moved:
         # A verification that moves nothing still belongs on the chain of identity.
         custody.record_note(
-            uow=uow,
-            principal=principal,
-            order_public_id=order.public_id,
+            session,
+            order_id=order.id,
+            item_id=None,
+            shipment_id=None,
             site_id=run.site_id,
-            now=now,
+            actor_user_id=principal.user_id,
             occurred_at=occurred,
+            now=now,
             details={
                 **details,
                 "verified_by": sorted({s.printed_name for s in _signatures(session, run)}),
