@@ -29,6 +29,8 @@ from tracker.web import api_alerts  # noqa: F401  (adds its routes to the API bl
 from tracker.web import health
 from tracker.web import labels_api
 from tracker.web import labels_ui
+from tracker.web import scanner
+from tracker.web import scans_api
 from tracker.web import twilio
 from tracker.web import ui
 from tracker.web.auth import init_auth
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(scans_api.bp)
+    app.register_blueprint(scanner.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(labels_api.bp)
     app.register_blueprint(labels_ui.bp)

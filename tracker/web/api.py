@@ -26,6 +26,7 @@ from tracker.services import auth as auth_service
 from tracker.services import custody
 from tracker.services import fhir_export
 from tracker.services import orders
+from tracker.web import idempotency
 from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
 from tracker.web.openapi import Registry
@@ -750,6 +751,10 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+# Every write above accepts an Idempotency-Key (replay, 409 while in flight, 422 on reuse).
+idempotency.protect(bp)
 
 
 def openapi_document() -> dict[str, Any]:

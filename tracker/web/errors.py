@@ -49,6 +49,8 @@ HTTP_STATUS: dict[str, int] = {
     "plan_exists": 409,
     "plan_not_live": 409,
     "hold_expired": 409,
+    "idempotency_in_flight": 409,
+    "idempotency_key_reused": 422,
     "internal_error": 500,
 }
 
