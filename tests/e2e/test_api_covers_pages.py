@@ -52,9 +52,19 @@ PAGE_TO_API: dict[str, list[str]] = {
     "schedules.profiles": ["GET /api/v1/product-profiles"],
     "schedules.profile": ["GET /api/v1/product-profiles/{code}/journey"],
     "schedules.save_profile": ["PUT /api/v1/product-profiles/{code}/journey"],
+    "scanner.page": [
+        "GET /api/v1/scanners/{device}/worklist",
+        "POST /api/v1/scans",
+        "POST /api/v1/runs/{run}/answers",
+        "POST /api/v1/runs/{run}/signatures",
+    ],
+    "scanner.worklist": ["GET /api/v1/scanners/{device}/worklist"],
+    "scanner.close_deviation": ["POST /api/v1/deviations/{public_id}/close"],
 }
 
 NO_API: dict[str, str] = {
+    "scanner.session_state": "refreshes the CSRF token of a scanner page opened offline",
+    "scanner.service_worker": "the scanner page's service worker script",
     "ui.index": "a redirect to the orders page",
     "auth.login": "people sign in on the page (CSRF, lockout); devices hold tokens",
     "auth.logout": "ends the browser session the page holds",

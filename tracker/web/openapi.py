@@ -98,6 +98,10 @@ def storable_text(value: object) -> bool:
     return True
 
 
+# Blueprints whose writes honour Idempotency-Key (tracker.web.idempotency.protect fills this):
+# blueprint name -> endpoints exempted.
+IDEMPOTENT: dict[str, frozenset[str]] = {}
+
 WRITES = frozenset({"post", "put", "patch", "delete"})
 # What any operation may answer besides its own codes: a refused body or parameter, no or an
 # expired login, a role/site or CSRF refusal, an unknown or invisible record, a server fault.
@@ -129,6 +133,8 @@ class Operation:
         codes = {*COMMON_ERRORS, *self.errors}
         if self.method in WRITES:
             codes.update(WRITE_ERRORS)
+        if _idempotent(self):
+            codes.add(422)
         return sorted(codes)
 
 
@@ -230,6 +236,17 @@ class Registry:
             ]
             if op.query is not None:
                 parameters += _query_parameters(op.query)
+            if _idempotent(op):
+                parameters.append(
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Replays the first answer; 409 while it runs, 422 if "
+                        "reused for a different request.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    }
+                )
             if parameters:
                 entry["parameters"] = parameters
             if op.body is not None:
@@ -293,6 +310,13 @@ class Registry:
         refs, top = models_json_schema(list(wanted), ref_template="#/components/schemas/{model}")
         by_model = {(model, mode): ref for (model, mode), ref in refs.items()}
         return by_model, dict(top.get("$defs", {}))  # type: ignore[return-value]
+
+
+def _idempotent(op: Operation) -> bool:
+    blueprint = op.endpoint.split(".", 1)[0]
+    return (
+        op.method in WRITES and blueprint in IDEMPOTENT and op.endpoint not in IDEMPOTENT[blueprint]
+    )
 
 
 _UNSTORABLE = "text may not contain NUL characters or unpaired UTF-16 surrogates"
