@@ -22,6 +22,7 @@ from tracker.domain.errors import TrackerError
 from tracker.services import idempotency as service
 from tracker.web.auth import current_principal
 from tracker.web.errors import error_response
+from tracker.web.openapi import IDEMPOTENT
 from tracker.web.runtime import runtime
 
 HEADER = "Idempotency-Key"
@@ -46,6 +47,7 @@ def _fingerprint() -> str:
 def protect(bp: Blueprint, *, exempt: Iterable[str] = ()) -> None:
     """Make every write of ``bp`` honour ``Idempotency-Key`` (``exempt``: endpoint names)."""
     skip = frozenset(exempt)
+    IDEMPOTENT[bp.name] = skip  # the API document lists the header on these writes
 
     @bp.before_request
     def _claim() -> Response | tuple[Response, int] | None:

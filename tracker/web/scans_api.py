@@ -13,19 +13,18 @@ from typing import Literal
 
 from flask import Blueprint
 from flask import jsonify
-from flask import request
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime
 from pydantic import Field
 
 from tracker import scan_queries
-from tracker.domain.errors import TrackerError
 from tracker.services import scans
 from tracker.web import idempotency
-from tracker.web.api import Strict
 from tracker.web.api import _authenticate_and_check_csrf
 from tracker.web.api import registry
 from tracker.web.auth import current_principal
+from tracker.web.openapi import Query
+from tracker.web.openapi import Strict
+from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
 
 bp = Blueprint("scans", __name__, url_prefix="/api/v1")
@@ -41,7 +40,7 @@ class ScanIn(Strict):
     raw: str = Field(max_length=4000, description="The scanned string exactly as received.")
     device: str = Field(min_length=1, max_length=64, description="The scanner's public id.")
     step: str = Field(min_length=1, max_length=48, pattern=r"^[a-z][a-z0-9_]*$")
-    client_at: AwareDatetime = Field(description="When the device says the scan happened.")
+    client_at: UtcDateTime = Field(description="When the device says the scan happened.")
     nonce: str = ClientKey
     run: str | None = Field(
         default=None,
@@ -221,20 +220,71 @@ def sign_step(run: str, payload: SignStepIn) -> ResponseReturnValue:
     return _answer(outcome)
 
 
+class ScansQuery(Query):
+    result: Literal["accepted", "error", "all"] = "accepted"
+
+
+class ScanRowOut(Strict):
+    id: int
+    server_at: UtcDateTime
+    client_at: UtcDateTime | None
+    late: bool
+    offline: bool
+    forced: bool
+    step: str | None
+    result: str
+    reason: str | None
+    message: str | None
+    raw: str
+    kind: str | None
+    user: str
+    device: str | None
+    site: str | None
+    wrong_patient: bool
+    other_order: str | None
+
+
+class ScanList(Strict):
+    scans: list[ScanRowOut]
+
+
+class JourneyViewOut(Strict):
+    variant: str
+    can_close: bool
+    steps: list[dict[str, Any]]
+    following: list[StepRef]
+    deviations: list[dict[str, Any]]
+    open_deviations: int
+    countdown: dict[str, Any] | None
+
+
+class WorkOut(Strict):
+    order: str
+    coi: str
+    step: str
+    title: str
+    codes: list[Any]
+
+
+class Worklist(Strict):
+    work: list[WorkOut]
+
+
 @registry.route(
     bp,
     "/orders/<public_id>/scans",
     "GET",
-    summary="An order's scans: accepted by default, ?result=error or ?result=all",
+    summary="An order's scans: accepted by default, or only errors, or all",
+    response=ScanList,
+    query=ScansQuery,
     tag="scanning",
 )
-def order_scans(public_id: str) -> ResponseReturnValue:
-    result = request.args.get("result", "accepted")
-    if result not in ("accepted", "error", "all"):
-        raise TrackerError("invalid_request", "result is accepted, error or all")
+def order_scans(public_id: str, params: ScansQuery) -> ResponseReturnValue:
     with runtime().uow() as uow:
-        rows = scan_queries.order_scans(uow.session, current_principal(), public_id, result=result)
-    return jsonify({"scans": [_jsonable(r) for r in rows]})
+        rows = scan_queries.order_scans(
+            uow.session, current_principal(), public_id, result=params.result
+        )
+    return jsonify(ScanList.model_validate({"scans": rows}, strict=False).model_dump(mode="json"))
 
 
 @registry.route(
@@ -242,6 +292,7 @@ def order_scans(public_id: str) -> ResponseReturnValue:
     "/orders/<public_id>/journey",
     "GET",
     summary="Where the order's journey stands: steps, deviations, thaw countdown",
+    response=JourneyViewOut,
     tag="scanning",
 )
 def order_journey(public_id: str) -> ResponseReturnValue:
@@ -250,7 +301,23 @@ def order_journey(public_id: str) -> ResponseReturnValue:
         view = scan_queries.order_journey(
             uow.session, current_principal(), public_id, rt.clock.now()
         )
-    return jsonify(_jsonable(view))
+    return jsonify(JourneyViewOut.model_validate(_jsonable(view), strict=False).model_dump())
+
+
+@registry.route(
+    bp,
+    "/scanners/<device>/worklist",
+    "GET",
+    summary="Orders whose next step (or a step in progress) this scanner's station can do now",
+    response=Worklist,
+    tag="scanning",
+)
+def scanner_worklist(device: str) -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        rows = scan_queries.station_worklist(
+            uow.session, current_principal(), device, with_codes=False
+        )
+    return jsonify(Worklist.model_validate({"work": rows}, strict=False).model_dump())
 
 
 @registry.route(
