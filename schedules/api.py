@@ -10,18 +10,17 @@ from typing import Any
 from typing import Literal
 
 from flask import Blueprint
+from flask import Response
 from flask import jsonify
 from flask import request
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
 from sqlalchemy import select
 
 from schedules import queries
 from schedules import service
 from schedules.deadlines import plan_deadlines
+from schedules.ics import render_calendar
 from schedules.models import JourneyPlan
 from schedules.planning import Plan
 from schedules.planning import StepKind
@@ -34,6 +33,10 @@ from tracker.models import TherapyOrder
 from tracker.web.api import registry
 from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
+from tracker.web.openapi import MAX_DB_ID
+from tracker.web.openapi import Query
+from tracker.web.openapi import Strict
+from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
 
 bp = Blueprint("schedules_api", __name__, url_prefix="/api/v1")
@@ -47,10 +50,6 @@ def _authenticate_and_check_csrf() -> None:
     principal = current_principal()
     if principal.device_id is None and request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 Reason = Field(min_length=3, max_length=2000)
@@ -107,11 +106,11 @@ class ClosureOut(Strict):
 
 
 class ProposalIn(Strict):
-    earliest_collection: AwareDatetime
+    earliest_collection: UtcDateTime
 
 
 class BookIn(Strict):
-    earliest_collection: AwareDatetime
+    earliest_collection: UtcDateTime
     tentative: bool = True
     hold_hours: int = Field(default=48, ge=1, le=336)
     fingerprint: str | None = Field(default=None, max_length=64)
@@ -120,22 +119,22 @@ class BookIn(Strict):
 class StepOut(Strict):
     kind: str
     site: str
-    start: AwareDatetime
-    end: AwareDatetime
-    deadline: AwareDatetime | None
+    start: UtcDateTime
+    end: UtcDateTime
+    deadline: UtcDateTime | None
     resource: str | None
 
 
 class ExplanationOut(Strict):
     step: str
-    earliest: AwareDatetime
-    chosen: AwareDatetime
+    earliest: UtcDateTime
+    chosen: UtcDateTime
     message: str
 
 
 class DeadlineOut(Strict):
     kind: str
-    due_at: AwareDatetime
+    due_at: UtcDateTime
     site: str
     description: str
 
@@ -154,7 +153,7 @@ class PlanOut(Strict):
     public_id: str
     order: str
     status: str
-    held_until: AwareDatetime | None
+    held_until: UtcDateTime | None
     profile_version: str
     version: int
     steps: list[StepOut]
@@ -168,7 +167,7 @@ class ReasonIn(Strict):
 
 class MoveIn(Strict):
     step: StepKind
-    new_start: AwareDatetime
+    new_start: UtcDateTime
 
 
 class RescheduleIn(MoveIn):
@@ -183,13 +182,13 @@ class ViolationOut(Strict):
 
 class MoveOut(Strict):
     step: str
-    old_start: AwareDatetime
-    old_end: AwareDatetime
-    new_start: AwareDatetime
-    new_end: AwareDatetime
+    old_start: UtcDateTime
+    old_end: UtcDateTime
+    new_start: UtcDateTime
+    new_end: UtcDateTime
     moved: bool
     rebooked: bool
-    snapped_from: AwareDatetime | None
+    snapped_from: UtcDateTime | None
     violations: list[ViolationOut]
     problem: str | None
 
@@ -268,7 +267,7 @@ class NotificationOut(Strict):
     body: str
     plan: str | None
     order: str | None
-    created_at: AwareDatetime
+    created_at: UtcDateTime
     read: bool
 
 
@@ -285,6 +284,83 @@ class CalendarOut(Strict):
     timezone: str
     resources: list[dict[str, Any]]
     totals: list[dict[str, Any]]
+
+
+class CalendarQuery(Query):
+    start: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        description="First local day (YYYY-MM-DD); today at the site by default.",
+    )
+    days: int = Field(default=7, ge=1, le=62, description="How many days.")
+
+
+class SiteOut(Strict):
+    code: str
+    name: str
+    kind: str
+    timezone: str
+    has_capacity: bool
+    manufacturing: bool
+
+
+class PlannedOrderOut(Strict):
+    public_id: str
+    patient: str
+    product: str
+    treatment_site: str
+    plan: str | None
+    plan_status: str | None
+    infusion: UtcDateTime | None = Field(description="Booked infusion start, if planned.")
+
+
+class OverviewOut(Strict):
+    sites: list[SiteOut]
+    orders: list[PlannedOrderOut]
+
+
+class PastPlanOut(Strict):
+    public_id: str
+    status: str
+    created_at: UtcDateTime
+    ended_at: UtcDateTime | None
+    reason: str | None
+    profile_version: str
+
+
+class WaitingOut(Strict):
+    public_id: str
+    position: int
+    of: int
+    score: float
+
+
+class FlagOut(Strict):
+    step: str
+    code: str
+    message: str
+
+
+class OrderPlanOut(Strict):
+    order: str
+    can_plan: bool
+    plan: PlanOut | None = Field(description="The live plan (held or booked), if any.")
+    flags: list[FlagOut] = Field(description="Timing rules the live plan breaks.")
+    history: list[PastPlanOut]
+    waiting: WaitingOut | None
+    urgencies: list[str]
+
+
+class ProfileOut(Strict):
+    code: str
+    name: str
+    version: int
+    starting_material: str
+    unconfirmed: int = Field(description="Journey numbers still waiting for confirmation.")
+
+
+class ProfileList(Strict):
+    profiles: list[ProfileOut]
 
 
 def _now() -> datetime:
@@ -448,18 +524,17 @@ def create_closure(site_code: str, payload: ClosureIn) -> ResponseReturnValue:
     bp,
     "/sites/<site_code>/calendar",
     "GET",
-    summary="Capacity, use and bookings per resource and local day (?start=YYYY-MM-DD&days=7)",
+    summary="Capacity, use and bookings per resource and local day",
     response=CalendarOut,
+    query=CalendarQuery,
     tag=TAG,
 )
-def get_calendar(site_code: str) -> ResponseReturnValue:
+def get_calendar(site_code: str, params: CalendarQuery) -> ResponseReturnValue:
     try:
-        start = date.fromisoformat(request.args["start"]) if "start" in request.args else None
-        days = int(request.args.get("days", "7"))
+        start = date.fromisoformat(params.start) if params.start is not None else None
     except ValueError as exc:
-        raise TrackerError("invalid_request", "start is YYYY-MM-DD and days a number") from exc
-    if not 1 <= days <= 62:
-        raise TrackerError("invalid_request", "days is 1..62")
+        raise TrackerError("invalid_request", "start is a real date, YYYY-MM-DD") from exc
+    days = params.days
     with runtime().uow() as uow:
         site = queries.visible_site(uow.session, current_principal(), site_code)
         first = start or local_date(_now(), site.timezone)
@@ -833,7 +908,7 @@ def list_notifications() -> ResponseReturnValue:
 )
 def read_notification(notification_id: str) -> ResponseReturnValue:
     principal = current_principal()
-    if not notification_id.isdigit():
+    if not notification_id.isdigit() or int(notification_id) > MAX_DB_ID:
         raise TrackerError("not_found", f"no notification {notification_id}")
     with runtime().uow() as uow:
         service.mark_notification_read(
@@ -865,3 +940,95 @@ def create_feed(site_code: str) -> ResponseReturnValue:
         uow.commit()
     url = f"{rt.settings.public_base_url.rstrip('/')}/schedules/feeds/{token}.ics"
     return jsonify(FeedOut(url=url).model_dump()), 201
+
+
+@registry.route(
+    bp,
+    "/schedule-overview",
+    "GET",
+    summary="Sites you work at (with or without capacity) and active orders with plan status",
+    response=OverviewOut,
+    tag=TAG,
+)
+def overview() -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        data = queries.overview(uow.session, current_principal())
+    orders = [
+        {k: v for k, v in o.items() if k not in ("infusion", "infusion_at")}
+        | {"infusion": o["infusion_at"]}
+        for o in data["orders"]
+    ]
+    out = OverviewOut.model_validate({"sites": data["sites"], "orders": orders}, strict=False)
+    return jsonify(out.model_dump(mode="json"))
+
+
+@registry.route(
+    bp,
+    "/orders/<public_id>/plan",
+    "GET",
+    summary="An order's live plan, the rules it breaks, earlier plans and its waitlist place",
+    response=OrderPlanOut,
+    tag=TAG,
+)
+def get_order_plan(public_id: str) -> ResponseReturnValue:
+    principal = current_principal()
+    with runtime().uow() as uow:
+        data = queries.order_plan(uow.session, principal, public_id, _now())
+        live = data["plan"]
+        out = OrderPlanOut(
+            order=public_id,
+            can_plan=data["can_plan"],
+            plan=PlanOut.model_validate(_plan_out(uow, live["public_id"]), strict=False)
+            if live
+            else None,
+            flags=[FlagOut(**f) for f in live["flags"]] if live else [],
+            history=[
+                PastPlanOut.model_validate(h, strict=False)
+                for h in queries.plan_history(uow.session, principal, public_id)
+                if live is None or h["public_id"] != live["public_id"]
+            ],
+            waiting=WaitingOut(**data["waiting"]) if data["waiting"] else None,
+            urgencies=data["urgencies"],
+        )
+    return jsonify(out.model_dump(mode="json"))
+
+
+@registry.route(
+    bp,
+    "/product-profiles",
+    "GET",
+    summary="Active product profiles, with how many journey numbers await confirmation",
+    response=ProfileList,
+    tag=TAG,
+)
+def list_profiles() -> ResponseReturnValue:
+    current_principal()
+    with runtime().uow() as uow:
+        rows = queries.profiles(uow.session)
+    return jsonify(ProfileList(profiles=[ProfileOut(**r) for r in rows]).model_dump())
+
+
+@registry.route(
+    bp,
+    "/sites/<site_code>/calendar.ics",
+    "GET",
+    summary="A site's bookings as an RFC 5545 calendar (opaque plan and order references)",
+    produces=("text/calendar",),
+    tag=TAG,
+)
+def site_calendar_ics(site_code: str) -> ResponseReturnValue:
+    rt = runtime()
+    with rt.uow() as uow:
+        site = queries.visible_site(uow.session, current_principal(), site_code)
+        events = queries.feed_events(
+            uow.session, site, now=_now(), base_url=rt.settings.public_base_url
+        )
+        body = render_calendar(name=f"{site.name} schedule", events=events, now=_now())
+    return Response(
+        body,
+        headers={
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Content-Disposition": f'inline; filename="{site_code}.ics"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -151,6 +151,7 @@ def overview(session: Session, principal: Principal) -> dict[str, Any]:
                 "infusion": local(firsts.get(plans[o.id].id), o.treatment_site.timezone)
                 if o.id in plans
                 else "",
+                "infusion_at": firsts.get(plans[o.id].id) if o.id in plans else None,
             }
             for o in orders
         ],
@@ -330,6 +331,28 @@ def _step_dicts(session: Session, plan: JourneyPlan) -> list[dict[str, Any]]:
         )
     steps.sort(key=lambda s: STEP_ORDER.index(StepKind(str(s["kind"]))))
     return steps
+
+
+def plan_history(
+    session: Session, principal: Principal, order_public_id: str
+) -> list[dict[str, Any]]:
+    """Every plan an order had, newest first, with UTC times (the API's view of the history)."""
+    order = visible_order(session, principal, order_public_id)
+    return [
+        {
+            "public_id": p.public_id,
+            "status": p.status,
+            "created_at": p.created_at,
+            "ended_at": p.ended_at,
+            "reason": p.end_reason,
+            "profile_version": p.profile_version,
+        }
+        for p in session.scalars(
+            select(JourneyPlan)
+            .where(JourneyPlan.order_id == order.id)
+            .order_by(JourneyPlan.created_at.desc(), JourneyPlan.id.desc())
+        )
+    ]
 
 
 def timeline(steps: list[dict[str, Any]], now: datetime, *, width: int = 760) -> dict[str, Any]:

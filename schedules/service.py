@@ -352,6 +352,13 @@ def define_resource(
         raise TrackerError("invalid_request", "only manufacturing slots are per product")
     if not name.strip():
         raise TrackerError("invalid_request", "a resource needs a name")
+    taken = session.scalar(
+        select(ScheduleResource.id).where(
+            ScheduleResource.site_id == site.id, ScheduleResource.name == name.strip()
+        )
+    )
+    if taken is not None:
+        raise TrackerError("conflict", f"{site.code} already has a resource named {name.strip()!r}")
     resource = ScheduleResource(
         public_id=f"{site.code}-{kind.value.split('_')[0].upper()}-{secrets.token_hex(3).upper()}",
         site_id=site.id,

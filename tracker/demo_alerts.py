@@ -25,7 +25,7 @@ from tracker.services.principals import Principal
 from tracker.unit_of_work import UnitOfWork
 
 ON_CALL_PHONE = "+15550100999"
-SHIPMENT_LOGGER = "LOG-0005"  # the demo journey that is on the road (see tracker.demo)
+SHIPMENT_LOGGER = "LOG-0005"  # used when the shipment on the road has no scanned logger
 STORAGE_LOGGER = "LN2-TC-BOS-1"
 
 
@@ -45,8 +45,13 @@ def seed(*, uow: UnitOfWork, admin: Principal, users: dict[str, User], now: date
             ],
             now=now,
         )
-    shipment = session.scalar(select(Shipment).where(Shipment.logger_serial == SHIPMENT_LOGGER))
+    # The first demo shipment on the road (journey 5's apheresis leg, see tracker.demo); its
+    # logger serial is the code scanned into the shipper when it was packed.
+    shipment = session.scalar(
+        select(Shipment).where(Shipment.state == "picked_up").order_by(Shipment.id).limit(1)
+    )
     if shipment is not None:
+        serial = shipment.logger_serial or SHIPMENT_LOGGER
         picked_up = session.scalar(
             select(CustodyEvent.occurred_at).where(
                 CustodyEvent.shipment_id == shipment.id, CustodyEvent.to_state == "picked_up"
@@ -57,7 +62,7 @@ def seed(*, uow: UnitOfWork, admin: Principal, users: dict[str, User], now: date
             material_for(item.kind, profile.starting_material) == "fresh" for item in shipment.items
         )
         kind = "fresh" if fresh else "cryogenic"
-        logger = _logger(uow, admin, SHIPMENT_LOGGER, "CC-PRO", "shipment", kind, 10, now)
+        logger = _logger(uow, admin, serial, "CC-PRO", "shipment", kind, 10, now)
         start = picked_up or now - timedelta(days=1)
         # In range with a daily swing, and one 40-minute warm excursion six hours ago.
         warm_from, warm_to = now - timedelta(hours=6), now - timedelta(hours=5, minutes=20)

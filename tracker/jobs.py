@@ -140,3 +140,17 @@ def run_logger_imports(ctx: JobContext) -> None:
         readings.run_import(
             session_factory=ctx.session_factory, import_id=import_id, now=ctx.clock.now
         )
+
+
+def purge_idempotency_keys(ctx: JobContext) -> None:
+    """Delete Idempotency-Keys older than their 24 hours."""
+    from tracker.services.idempotency import purge_expired
+
+    try:
+        with ctx.uow() as uow:
+            purged = purge_expired(uow=uow, now=ctx.clock.now())
+            uow.commit()
+        if purged:
+            log.info("purged %d expired idempotency keys", purged)
+    except Exception:
+        log.exception("idempotency key purge failed")

@@ -21,6 +21,7 @@ from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -863,6 +864,179 @@ class SmsOptOut(Base):
     opted_out: Mapped[bool]
     source: Mapped[str] = mapped_column(String(16))
     changed_at: Mapped[datetime]
+
+
+# --- scanning ---
+
+
+class StepRun(Base):
+    """One performance of a journey step for one order; its scans, answers and signatures.
+
+    At most one run per order and step is open at a time, so scanners that start the same
+    step for the same order work on one run (and a two-person step collects both people).
+    """
+
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        _in("status", ["open", "completed"], "status"),
+        CheckConstraint(
+            "status <> 'completed' OR completed_at IS NOT NULL", name="completed_has_time"
+        ),
+        Index(
+            "uq_step_runs_open_order_id_step",
+            "order_id",
+            "step",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        Index("ix_step_runs_order_id_completed_at", "order_id", "completed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("therapy_orders.id"))
+    step: Mapped[str] = mapped_column(String(48))
+    # Exception paths (quarantine, discard, ...) do not move the journey on.
+    exception: Mapped[bool] = mapped_column(default=False)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipments.id"))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    started_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    started_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    # Checklist answers: {key: {"value": ..., "by": user id, "at": ISO time}}.
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version_id: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+
+class Deviation(Base):
+    """A departure from the journey (a forced offline scan, an unexpected checklist answer).
+
+    While open it blocks the order's next custody step; only QA closes it, with a reason.
+    """
+
+    __tablename__ = "deviations"
+    __table_args__ = (
+        _in("kind", ["forced_scan", "checklist", "manual"], "kind"),
+        _in("status", ["open", "closed"], "status"),
+        CheckConstraint(
+            "status <> 'closed' OR (closed_at IS NOT NULL AND closed_by_id IS NOT NULL "
+            "AND close_reason IS NOT NULL)",
+            name="closed_has_reason",
+        ),
+        Index("ix_deviations_order_id_status", "order_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("therapy_orders.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    # The run that opened it (a checklist answer): that run may still finish.
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("step_runs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    description: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime]
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[datetime | None]
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    close_signature_id: Mapped[int | None] = mapped_column(ForeignKey("signatures.id"))
+    version_id: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+
+class Scan(Base):
+    """Every scan, accepted or refused, as it arrived. Append-only (database triggers).
+
+    ``client_at`` is when the device says it happened, ``server_at`` when we recorded it.
+    ``offline`` scans were queued on the device; ``forced`` ones would have been refused online
+    and were kept as facts, each linked to the deviation it opened or joined.
+    """
+
+    __tablename__ = "scans"
+    __table_args__ = (
+        UniqueConstraint("device_ref", "nonce"),
+        _in("result", ["ok", "incomplete", "error"], "result"),
+        CheckConstraint("result = 'error' OR reason IS NULL", name="only_errors_have_reasons"),
+        CheckConstraint("NOT forced OR (offline AND result = 'error')", name="forced_is_offline"),
+        Index("ix_scans_client_run", "client_run"),
+        Index("ix_scans_run_id", "run_id"),
+        Index("ix_scans_order_id_server_at", "order_id", "server_at"),
+        Index("ix_scans_scanned_order_id", "scanned_order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    # What the client named as its device; device_id is set only when that is a real scanner.
+    device_ref: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    step: Mapped[str] = mapped_column(String(48))
+    client_run: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("step_runs.id"))
+    raw: Mapped[str] = mapped_column(Text)
+    manual: Mapped[bool] = mapped_column(default=False)
+    parsed: Mapped[dict[str, Any] | None]
+    kind: Mapped[str | None] = mapped_column(String(32))
+    # The order whose step this was (the run's), and the one the code belongs to if different.
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_orders.id"))
+    scanned_order_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_orders.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    requirement: Mapped[str | None] = mapped_column(String(48))
+    token: Mapped[str | None] = mapped_column(String(64))
+    client_at: Mapped[datetime]
+    server_at: Mapped[datetime]
+    offline: Mapped[bool] = mapped_column(default=False)
+    forced: Mapped[bool] = mapped_column(default=False)
+    result: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(48))
+    message: Mapped[str] = mapped_column(Text)
+    # The answer as sent, replayed verbatim when the same nonce arrives again.
+    http_status: Mapped[int]
+    response: Mapped[dict[str, Any]]
+    deviation_id: Mapped[int | None] = mapped_column(ForeignKey("deviations.id"))
+
+
+class ReleaseCertificate(Base):
+    """Issued at QA release; scanned at the bedside. Append-only."""
+
+    __tablename__ = "release_certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Internal CRT identifier printed as the certificate's barcode.
+    code: Mapped[str] = mapped_column(String(17), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("therapy_orders.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"))
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signatures.id"))
+    issued_at: Mapped[datetime]
+    items: Mapped[dict[str, Any]]
+
+
+class IdempotencyKey(Base):
+    """A caller's Idempotency-Key and the stored answer, kept at least 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("caller", "key"),
+        _in("state", ["in_flight", "done"], "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    # sha256 over method, path and body: the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None]
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # --- schedules ---

@@ -31,6 +31,7 @@ from tracker.config import Settings
 from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.jobs import JobContext
+from tracker.jobs import purge_idempotency_keys
 from tracker.jobs import record_heartbeat
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def jobs(settings: Settings) -> list[Job]:
         Job("shipment-deadlines", j.rederive_shipment_deadlines, 60),
         Job("schedules-expire-holds", sweep_expired_holds, 60),
         Job("schedules-extend-capacity", extend_capacity_horizon, 6 * 3600),
+        Job("purge-idempotency-keys", purge_idempotency_keys, 3600),
     ]
 
 

@@ -67,6 +67,27 @@ REASONS: dict[str, str] = {
     "no_infusion_capacity": "No free infusion bed within the planning horizon.",
     "fresh_stability_unreachable": "No collection reaches a manufacturing slot while fresh.",
     "stability_shorter_than_transit": "Fresh material would expire in transit (check the profile).",
+    # scanning (tracker.domain.scans documents the order in which these are checked)
+    "ambiguous_code": "The code matches more than one record; scan a more specific label.",
+    "unknown_device": "The scanner is not a registered, active scanner at one of your sites.",
+    "unknown_step": "That step is not part of this product's journey.",
+    "wrong_step": "The journey is not at this step: another step must come first.",
+    "wrong_site": "This step is not performed at this site for this order.",
+    "wrong_item_type": "This kind of code is not scanned in this step.",
+    "out_of_order": "Something else in this step comes first; scan or answer what is asked.",
+    "already_scanned": "That code was already scanned for this step, or the item has moved on.",
+    "not_labelled": "The bag's label has not been confirmed as applied.",
+    "quarantined": "The item is in quarantine and may not be used.",
+    "custody_gap": "The item's custody record lacks the step before this one.",
+    "expired": "A time limit has passed (thaw-to-infusion, or the shipper's hold time).",
+    "no_shipment": "No shipment of this order is waiting for this step.",
+    "not_in_shipment": "The bag is not part of this shipment.",
+    "shipment_mismatch": "The shipper, tamper seal or logger differs from the shipment's record.",
+    "deviation_open": "An open deviation blocks the next custody step until QA closes it.",
+    "checklist_refused": "This answer stops the step; follow the site procedure.",
+    # API-wide idempotency (Idempotency-Key header)
+    "idempotency_in_flight": "A request with this Idempotency-Key is still running; retry later.",
+    "idempotency_key_reused": "This Idempotency-Key was already used for a different request.",
 }
 
 

@@ -585,6 +585,15 @@ def record_disposition(
         principal.has_role_at(frozenset({Role.qa}), s) for s in qa_sites
     ):
         raise TrackerError("forbidden", "only QA of the bag's site or manufacturer decides")
+    if excursion_id is not None and (
+        session.scalar(
+            select(ExcursionItem.excursion_id).where(
+                ExcursionItem.excursion_id == excursion_id, ExcursionItem.item_id == item.id
+            )
+        )
+        is None
+    ):
+        raise TrackerError("not_found", f"no excursion {excursion_id} exposed {item.public_id}")
     if decision == Decision.accept:
         latest = _latest_disposition(session, item.id)
         pending = _undecided_excursions(session, item.id, latest.decided_at if latest else None)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import lazyload
 
 from tracker.clock import require_aware
 from tracker.domain import chain
@@ -94,10 +95,14 @@ def _append_event(session: Session, event: CustodyEvent) -> CustodyEvent:
 def lock_order(session: Session, public_id: str, principal: Principal) -> TherapyOrder:
     """Load an order visible to the principal, holding its row lock for this transaction."""
     # Visibility is the same SQL scope the read views use, so the two can never disagree.
+    # The lock query loads the order row alone; relationships load if and when used.
     order = session.scalar(
         scope_orders(select(TherapyOrder), principal)
+        .options(lazyload("*"))
         .where(TherapyOrder.public_id == public_id)
-        .with_for_update(of=TherapyOrder)
+        # NO KEY UPDATE serialises custody writers of one order without blocking inserts
+        # elsewhere that only reference it (their foreign key checks take KEY SHARE).
+        .with_for_update(of=TherapyOrder, key_share=True)
     )
     if order is None:
         raise TrackerError("not_found", f"no order {public_id}")
@@ -266,7 +271,9 @@ def register_shipper(
 
 
 def _lock_item(session: Session, public_id: str) -> Item:
-    item = session.scalar(select(Item).where(Item.public_id == public_id).with_for_update(of=Item))
+    item = session.scalar(
+        select(Item).where(Item.public_id == public_id).with_for_update(of=Item, key_share=True)
+    )
     if item is None:
         raise TrackerError("not_found", f"no item {public_id}")
     return item
@@ -446,8 +453,13 @@ def change_shipment_state(
     now: datetime,
     reason: str | None = None,
     occurred_at: datetime | None = None,
+    site_code: str | None = None,
 ) -> CustodyEvent:
-    """Move a shipment through its states (planned, packed, picked up, delivered, received)."""
+    """Move a shipment through its states (planned, packed, picked up, delivered, received).
+
+    The event happens at the origin (or, for delivery and receipt, the destination) unless
+    ``site_code`` names where it was recorded, e.g. the courier depot of a pickup scan.
+    """
     occurred, recorded = _when(now, occurred_at)
     session = uow.session
     probe = session.scalar(select(Shipment).where(Shipment.public_id == shipment_public_id))
@@ -459,7 +471,9 @@ def change_shipment_state(
     )
     assert shipment is not None
     site_id = (
-        shipment.destination_site_id
+        _site_by_code(session, site_code).id
+        if site_code
+        else shipment.destination_site_id
         if to_state in (CustodyState.delivered, CustodyState.received)
         else shipment.origin_site_id
     )
@@ -569,8 +583,9 @@ def record_note(
     now: datetime,
     details: dict[str, Any],
 ) -> CustodyEvent | None:
-    """Append evidence that changes no state (an SMS acknowledgement) to the order's chain,
-    or to a reusable asset's own chain; None when the subject belongs to no chain."""
+    """Append evidence that changes no state (an SMS acknowledgement, a completed
+    verification) to the order's chain, or to a reusable asset's own chain; None when the
+    subject belongs to no chain. The caller has checked who may do this."""
     occurred, recorded = _when(now, occurred_at)
     if order_id is not None:
         order = session.scalar(

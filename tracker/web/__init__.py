@@ -34,10 +34,13 @@ from tracker.web import health
 from tracker.web import journey
 from tracker.web import labels_api
 from tracker.web import labels_ui
+from tracker.web import scanner
+from tracker.web import scans_api
 from tracker.web import twilio
 from tracker.web import ui
 from tracker.web.auth import init_auth
 from tracker.web.errors import register_error_handlers
+from tracker.web.openapi import RowIdConverter
 from tracker.web.runtime import Runtime
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -73,10 +76,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     if settings.env == "production":
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # Before any blueprint: their <int:...> rules compile with this converter.
+    app.url_map.converters["int"] = RowIdConverter
     init_auth(app)
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(scans_api.bp)
+    app.register_blueprint(scanner.bp)
     app.register_blueprint(ui.bp)
     app.register_blueprint(labels_api.bp)
     app.register_blueprint(labels_ui.bp)

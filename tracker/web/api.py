@@ -11,7 +11,6 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -25,10 +24,14 @@ from tracker.domain.errors import TrackerError
 from tracker.domain.signatures import SIGNATURE_MEANINGS
 from tracker.services import auth as auth_service
 from tracker.services import custody
+from tracker.services import fhir_export
 from tracker.services import orders
+from tracker.web import idempotency
 from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
 from tracker.web.openapi import Registry
+from tracker.web.openapi import Strict as Strict  # re-exported: API modules import it from here
+from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -43,10 +46,6 @@ def _authenticate_and_check_csrf() -> None:
     # not ambient credentials, so they need no CSRF token.
     if principal.device_id is None and request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 Text = Field(min_length=1, max_length=200)
@@ -104,7 +103,7 @@ class BagIn(Strict):
     parent: str | None = None
     lot: str | None = Field(default=None, max_length=32)
     site: str | None = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: UtcDateTime | None = None
 
 
 class ItemOut(Strict):
@@ -117,7 +116,7 @@ class ItemOut(Strict):
 class TransitionIn(Strict):
     to_state: CustodyState
     reason: str | None = Field(default=None, max_length=2000)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: UtcDateTime | None = None
     site: str | None = None
 
 
@@ -139,8 +138,8 @@ class ShipmentIn(Strict):
     tamper_seal: str | None = Field(default=None, max_length=64)
     air_waybill: str | None = Field(default=None, max_length=64)
     logger_serial: str | None = Field(default=None, max_length=64)
-    planned_pickup_at: AwareDatetime | None = None
-    planned_delivery_at: AwareDatetime | None = None
+    planned_pickup_at: UtcDateTime | None = None
+    planned_delivery_at: UtcDateTime | None = None
 
 
 class ShipmentOut(Strict):
@@ -179,7 +178,7 @@ class SignatureOut(Strict):
     id: int
     printed_name: str
     meaning: str
-    signed_at: AwareDatetime
+    signed_at: UtcDateTime
     record_type: str
     record_id: str
     record_hash: str
@@ -198,10 +197,106 @@ class DeviceOut(Strict):
     kind: str
 
 
+class ChainBreakOut(Strict):
+    seq: int
+    problem: str
+
+
 class ChainOut(Strict):
     intact: bool
     events: int
-    breaks: list[dict[str, Any]]
+    breaks: list[ChainBreakOut]
+
+
+class ItemDetailOut(Strict):
+    public_id: str
+    kind: str
+    state: str
+    site: str | None
+    site_name: str | None
+    site_kind: str | None
+    container: int
+    lot: str | None
+    parent: str | None
+    din: str | None
+    din_eye_readable: str | None
+    din_check: str | None
+
+
+class IdentityOut(Strict):
+    given_name: str
+    family_name: str
+    date_of_birth: date
+    mrn: str
+
+
+class PatientRefOut(Strict):
+    public_id: str
+    wristband_code: str
+    identity: IdentityOut | None = Field(
+        description="Present only for callers whose role may read patient identity."
+    )
+
+
+class ProductRefOut(Strict):
+    code: str
+    version: int
+    name: str
+    starting_material: str
+
+
+class OrderSitesOut(Strict):
+    treatment: str
+    collection: str
+    manufacturing: str
+
+
+class ShipmentDetailOut(Strict):
+    public_id: str
+    state: str
+    origin: str
+    destination: str
+    shipper: str | None
+    tamper_seal: str | None
+    air_waybill: str | None
+    logger_serial: str | None
+    items: list[str]
+    planned_pickup_at: UtcDateTime | None
+    planned_delivery_at: UtcDateTime | None
+
+
+class TimelineEventOut(Strict):
+    id: int
+    seq: int
+    type: str
+    item: str | None
+    shipment: str | None
+    from_state: str | None
+    to_state: str | None
+    site: str | None
+    site_timezone: str
+    actor: str | None
+    occurred_at: UtcDateTime
+    recorded_at: UtcDateTime
+    reason: str | None
+    corrects: int | None
+    details: dict[str, Any]
+    hash: str
+
+
+class OrderDetailOut(Strict):
+    public_id: str
+    coi: CoiOut
+    status: str
+    patient: PatientRefOut
+    product: ProductRefOut
+    sites: OrderSitesOut
+    stage: str
+    items: list[ItemDetailOut]
+    shipments: list[ShipmentDetailOut]
+    timeline: list[TimelineEventOut]
+    chain: ChainOut
+    created_at: UtcDateTime
 
 
 class MeOut(Strict):
@@ -298,11 +393,12 @@ def create_order(payload: OrderIn) -> ResponseReturnValue:
     "/orders/<public_id>",
     "GET",
     summary="One order: identifiers, items, shipments and custody timeline",
+    response=OrderDetailOut,
 )
 def get_order(public_id: str) -> ResponseReturnValue:
     with runtime().uow() as uow:
         detail = queries.order_detail(uow.session, current_principal(), public_id)
-    return jsonify(detail)
+    return jsonify(OrderDetailOut.model_validate(detail, strict=False).model_dump(mode="json"))
 
 
 @registry.route(
@@ -612,6 +708,40 @@ def parse_identifier(payload: ParseIn) -> ResponseReturnValue:
     )
 
 
+class FhirBundleOut(BaseModel):
+    """A FHIR R5 Bundle; each resource is validated against R5 in the test suite."""
+
+    model_config = ConfigDict(extra="allow")
+    resourceType: Literal["Bundle"]  # noqa: N815 (FHIR's element names)
+    id: str
+    type: Literal["collection"]
+    timestamp: UtcDateTime
+    entry: list[dict[str, Any]]
+
+
+@registry.route(
+    bp,
+    "/orders/<public_id>/fhir",
+    "GET",
+    summary="The order as FHIR R5 (products, bookings, temperature findings, custody)",
+    response=FhirBundleOut,
+    media_type="application/fhir+json",
+)
+def order_fhir(public_id: str) -> ResponseReturnValue:
+    rt = runtime()
+    with rt.uow() as uow:
+        bundle = fhir_export.export_order_bundle(
+            session=uow.session,
+            principal=current_principal(),
+            order_public_id=public_id,
+            now=rt.clock.now(),
+            base_url=rt.settings.public_base_url,
+        )
+    response = jsonify(bundle)
+    response.mimetype = "application/fhir+json"
+    return response
+
+
 def _plain(value: Any) -> Any:
     """Dataclass fields as JSON values (dates and enums as strings)."""
     if isinstance(value, dict):
@@ -621,6 +751,10 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+# Every write above accepts an Idempotency-Key (replay, 409 while in flight, 422 on reuse).
+idempotency.protect(bp)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -12,7 +12,6 @@ from typing import Literal
 
 from flask import jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime
 from pydantic import Field
 
 from tracker import queries_alerts
@@ -21,17 +20,19 @@ from tracker.domain.errors import TrackerError
 from tracker.domain.loggers import Reading
 from tracker.services import alerts
 from tracker.services import readings
-from tracker.web.api import Strict
 from tracker.web.api import bp
 from tracker.web.api import registry
 from tracker.web.auth import current_principal
+from tracker.web.openapi import DbId
+from tracker.web.openapi import Strict
+from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
 
 MAX_BATCH = 5000
 
 
 class ReadingIn(Strict):
-    at: AwareDatetime
+    at: UtcDateTime
     celsius: float = Field(ge=-273.15, le=200)
 
 
@@ -111,13 +112,156 @@ class AckIn(Strict):
 class DispositionIn(Strict):
     decision: Decision
     comment: str = Field(min_length=1, max_length=2000)
-    excursion_id: int | None = None
+    excursion_id: DbId | None = None
 
 
 class DispositionOut(Strict):
     id: int
     item: str
     decision: str
+
+
+class ExposureExcursionOut(Strict):
+    id: int
+    level: str
+    kind: str
+    mode: str
+    threshold_c: float
+    start_at: UtcDateTime
+    end_at: UtcDateTime | None
+    worst_c: float | None
+
+
+class HoldOut(Strict):
+    reason: str
+    message: str
+
+
+class ExposureOut(Strict):
+    item: str
+    kind: str
+    state: str
+    rules: str
+    loggers: list[str]
+    custody_time: float = Field(description="Seconds in custody.")
+    monitored: float = Field(description="Seconds measured by a logger.")
+    unmonitored: float = Field(description="Seconds no logger measured.")
+    out_of_range: float = Field(description="Seconds outside the bag's limits.")
+    max_c: float | None
+    min_c: float | None
+    excursions: list[ExposureExcursionOut]
+    hold: HoldOut | None
+
+
+class TextOut(Strict):
+    to: str
+    level: int
+    state: str
+    twilio_status: str | None
+    attempts: int
+    body: str
+    error: str | None
+    sent_at: UtcDateTime | None
+
+
+class RuleOut(Strict):
+    kind: str
+    mode: str
+    threshold_c: float
+    inclusive: bool
+    min_duration: float = Field(description="Seconds.")
+    source: str
+
+
+class ExposedBagOut(Strict):
+    public_id: str
+    kind: str
+    state: str
+    decision: str | None
+    decision_by: str | None
+    decision_comment: str | None
+
+
+class ExcursionOut(Strict):
+    id: int
+    logger: str
+    level: str
+    rule: RuleOut
+    start_at: UtcDateTime
+    end_at: UtcDateTime | None
+    duration: float = Field(description="Seconds.")
+    triggered_at: UtcDateTime | None
+    worst_c: float | None
+    worst_at: UtcDateTime | None
+    bags: list[ExposedBagOut]
+
+
+class DeadlineOut(Strict):
+    kind: str
+    label: str
+    due_at: UtcDateTime
+    warn_at: UtcDateTime | None
+    status: str
+    closed_at: UtcDateTime | None
+    profile_version: int | None
+
+
+class AlertDetailOut(Strict):
+    id: int
+    kind: str
+    severity: str
+    status: str
+    title: str
+    site: str
+    site_timezone: str
+    raised_at: UtcDateTime
+    job_code: str
+    ack_code: str | None
+    rung: str
+    escalation_level: int
+    next_escalation_at: UtcDateTime | None
+    ladder_exhausted: bool
+    shipment: str | None
+    order: str | None
+    acknowledged_at: UtcDateTime | None
+    acknowledged_by: str | None
+    ack_channel: str | None
+    ack_comment: str | None
+    ack_phone: str
+    resolved_at: UtcDateTime | None
+    resolution: str | None
+    texts: list[TextOut]
+    excursion: ExcursionOut | None
+    deadline: DeadlineOut | None
+
+
+class OptOutOut(Strict):
+    phone: str = Field(description="Masked: the last four digits only.")
+    user: str
+    since: UtcDateTime
+    source: str
+
+
+class OptOutList(Strict):
+    opt_outs: list[OptOutOut]
+
+
+class LoggerRowOut(Strict):
+    serial: str
+    site: str
+    placement: str
+    profile: str
+    interval: float = Field(description="Expected seconds between readings.")
+    last_reading_at: UtcDateTime | None
+    status: Literal["live", "silent", "excursion", "file"]
+
+
+class LoggerList(Strict):
+    loggers: list[LoggerRowOut]
+
+
+class ImportList(Strict):
+    imports: list[ImportOut]
 
 
 def _alert_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -305,6 +449,7 @@ def dispose(public_id: str, payload: DispositionIn) -> ResponseReturnValue:
     "/items/<public_id>/exposure",
     "GET",
     summary="A bag's exposure ledger: time out of range, extremes, excursions, QA hold",
+    response=ExposureOut,
     tag="alerts",
 )
 def exposure(public_id: str) -> ResponseReturnValue:
@@ -314,8 +459,77 @@ def exposure(public_id: str) -> ResponseReturnValue:
             uow.session, current_principal(), public_id, now=rt.clock.now()
         )
     out = {k: (v.total_seconds() if isinstance(v, timedelta) else v) for k, v in row.items()}
-    out["excursions"] = [
-        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in e.items()}
-        for e in row["excursions"]
-    ]
-    return jsonify(out)
+    return jsonify(ExposureOut.model_validate(out, strict=False).model_dump(mode="json"))
+
+
+@registry.route(
+    bp,
+    "/alerts/<int:alert_id>",
+    "GET",
+    summary="One alert: its escalation, texts sent, excursion with the bags' QA decisions",
+    response=AlertDetailOut,
+    tag="alerts",
+)
+def get_alert(alert_id: int) -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        row = queries_alerts.alert_detail(uow.session, current_principal(), alert_id)
+    return jsonify(
+        AlertDetailOut.model_validate(_seconds(row), strict=False).model_dump(mode="json")
+    )
+
+
+@registry.route(
+    bp,
+    "/sms-opt-outs",
+    "GET",
+    summary="Phone numbers that replied STOP (masked), and whose they are",
+    response=OptOutList,
+    tag="alerts",
+)
+def list_opt_outs() -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        rows = queries_alerts.opt_outs(uow.session, current_principal())
+    return jsonify(
+        OptOutList.model_validate({"opt_outs": rows}, strict=False).model_dump(mode="json")
+    )
+
+
+@registry.route(
+    bp,
+    "/loggers",
+    "GET",
+    summary="Temperature loggers at your sites: live, silent, in excursion, or file-only",
+    response=LoggerList,
+    tag="alerts",
+)
+def list_loggers() -> ResponseReturnValue:
+    rt = runtime()
+    with rt.uow() as uow:
+        rows = queries_alerts.loggers(uow.session, current_principal(), now=rt.clock.now())
+    out = {"loggers": [_seconds(r) for r in rows]}
+    return jsonify(LoggerList.model_validate(out, strict=False).model_dump(mode="json"))
+
+
+@registry.route(
+    bp,
+    "/logger-imports",
+    "GET",
+    summary="Recent logger file imports at your sites, newest first",
+    response=ImportList,
+    tag="alerts",
+)
+def list_imports() -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        rows = queries_alerts.imports(uow.session, current_principal())
+    return jsonify({"imports": [_import_out(r) for r in rows]})
+
+
+def _seconds(value: Any) -> Any:
+    """Durations as seconds, through nested dicts and lists."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {k: _seconds(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_seconds(v) for v in value]
+    return value

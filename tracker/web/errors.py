@@ -11,6 +11,7 @@ from flask import render_template
 from flask import request
 from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from tracker.domain.errors import REASONS
@@ -48,6 +49,8 @@ HTTP_STATUS: dict[str, int] = {
     "plan_exists": 409,
     "plan_not_live": 409,
     "hold_expired": 409,
+    "idempotency_in_flight": 409,
+    "idempotency_key_reused": 422,
     "internal_error": 500,
 }
 
@@ -95,6 +98,13 @@ def register_error_handlers(app: Flask) -> None:
         naive = any("timezone" in p["problem"].lower() for p in problems)
         reason = "naive_datetime" if naive else "invalid_request"
         return error_response(reason, REASONS[reason], 400, problems=problems)
+
+    @app.errorhandler(StaleDataError)
+    def _stale(exc: StaleDataError) -> tuple[Response | str, int]:
+        # A version counter moved under a concurrent write: the caller reloads and retries.
+        if _wants_json():
+            return error_response("conflict", REASONS["conflict"])
+        return render_template("error.html", reason="conflict", message=REASONS["conflict"]), 409
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> tuple[Response | str, int]:

@@ -13,19 +13,21 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime
 from pydantic import Field
 
+from tracker.domain.errors import TrackerError
 from tracker.domain.label_rules import MAX_COPIES
 from tracker.domain.label_rules import LabelKind
 from tracker.services import labels
 from tracker.services import printers
-from tracker.web.api import Strict
 from tracker.web.api import _authenticate_and_check_csrf
 from tracker.web.api import registry
 from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
 from tracker.web.errors import error_response
+from tracker.web.openapi import Query
+from tracker.web.openapi import Strict
+from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
 
 bp = Blueprint("labels_api", __name__, url_prefix="/api/v1")
@@ -111,12 +113,88 @@ class PrintOut(Strict):
     error_reason: str | None
     error_message: str | None
     by: str | None
-    at: AwareDatetime
+    at: UtcDateTime
     site: str
 
 
 class PrintList(Strict):
     prints: list[PrintOut]
+
+
+class LabelCountOut(Strict):
+    kind: str
+    prints: int
+    last_at: UtcDateTime | None
+    main: bool
+
+
+class LabelledItemOut(Strict):
+    public_id: str
+    kind: str
+    state: str
+    container: int
+    din: str | None
+    din_check: str | None
+    serial: str | None
+    site: str | None
+    labels: list[LabelCountOut]
+
+
+class LabelledShipmentOut(Strict):
+    public_id: str
+    state: str
+    route: str
+    labels: list[LabelCountOut]
+
+
+class LabelledOrderOut(Strict):
+    public_id: str
+    coi: str
+    coi_check: str
+    items: list[LabelledItemOut]
+    shipments: list[LabelledShipmentOut]
+
+
+class LabelOverviewOut(Strict):
+    orders: list[LabelledOrderOut]
+    shippers: list[LabelledItemOut]
+
+
+class LabelPrinterOut(Strict):
+    public_id: str
+    name: str
+    host: str
+    port: int
+    dpi: int
+
+
+class LabelPageOut(Strict):
+    kind: str
+    target: str
+    target_kind: str
+    state: str
+    site: str
+    order: str | None
+    coi: tuple[str, str] | None = Field(description="Eye-readable COI and its check character.")
+    din: tuple[str, str] | None = Field(description="Eye-readable DIN and its check character.")
+    serial: str | None
+    printed_before: bool
+    can_print: bool
+    printers: list[LabelPrinterOut]
+    sizes: list[str]
+    default_size: str
+    history: list[PrintOut]
+
+
+class PreviewQuery(Query):
+    format: Literal["png", "svg"] = "png"
+    size: Literal["2x1", "4x2", "4x6"] | None = None
+    dpi: Literal[203, 300] = 203
+
+
+class LinkOut(Strict):
+    order: str
+    anchor: str = Field(description="The item or shipment on the order page (item-<id>).")
 
 
 def _printer_out(p: Any) -> dict[str, Any]:
@@ -299,3 +377,77 @@ def shipment_prints(public_id: str) -> ResponseReturnValue:
     with runtime().uow() as uow:
         rows = labels.target_history(uow.session, current_principal(), shipment_public_id=public_id)
     return jsonify({"prints": [_print_out(r) for r in rows]})
+
+
+@registry.route(
+    bp,
+    "/labels",
+    "GET",
+    summary="Every bag, shipment and cryoshipper you can see, with its label print counts",
+    response=LabelOverviewOut,
+)
+def label_overview() -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        overview = labels.label_overview(uow.session, current_principal())
+    out = LabelOverviewOut.model_validate(overview, strict=False)
+    return jsonify(out.model_dump(mode="json"))
+
+
+@registry.route(
+    bp,
+    "/labels/<kind>/<target>",
+    "GET",
+    summary="One label: its target, whether it was printed, printers, sizes and history",
+    response=LabelPageOut,
+)
+def label_page(kind: str, target: str) -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        page = labels.label_page(uow.session, current_principal(), _label_kind(kind), target)
+    page["history"] = [{k: h[k] for k in PrintOut.model_fields} for h in page["history"]]
+    return jsonify(LabelPageOut.model_validate(page, strict=False).model_dump(mode="json"))
+
+
+@registry.route(
+    bp,
+    "/labels/<kind>/<target>/preview",
+    "GET",
+    summary="The label the next print would produce, stamped PREVIEW (nothing is recorded)",
+    query=PreviewQuery,
+    produces=(labels.MEDIA_TYPES["png"], labels.MEDIA_TYPES["svg"]),
+)
+def label_preview(kind: str, target: str, params: PreviewQuery) -> ResponseReturnValue:
+    rt = runtime()
+    with rt.uow() as uow:
+        image = labels.preview_label(
+            uow=uow,
+            principal=current_principal(),
+            ctx=labels.LabelContext.from_settings(rt.settings),
+            kind=_label_kind(kind),
+            target_public_id=target,
+            fmt=params.format,
+            size=params.size,
+            dpi=params.dpi,
+        )
+    response = Response(image, mimetype=labels.MEDIA_TYPES[params.format])
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@registry.route(
+    bp,
+    "/label-links/<token>",
+    "GET",
+    summary="Where a label's QR code leads: the order and the item or shipment on it",
+    response=LinkOut,
+)
+def label_link(token: str) -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        order, anchor = labels.resolve_link(uow.session, current_principal(), token)
+    return jsonify(LinkOut(order=order, anchor=anchor).model_dump())
+
+
+def _label_kind(value: str) -> LabelKind:
+    try:
+        return LabelKind(value)
+    except ValueError:
+        raise TrackerError("not_found", f"no label kind {value!r}") from None

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from tracker import queries
+from tracker import scan_queries
 from tracker.web.auth import current_principal
 from tracker.web.runtime import runtime
 
@@ -32,9 +33,14 @@ def orders() -> ResponseReturnValue:
 @bp.get("/orders/<public_id>")
 @login_required  # type: ignore[untyped-decorator]
 def order(public_id: str) -> ResponseReturnValue:
+    principal = current_principal()
     with runtime().uow() as uow:
-        detail = queries.order_detail(uow.session, current_principal(), public_id)
-    return render_template("order.html", order=detail)
+        detail = queries.order_detail(uow.session, principal, public_id)
+        scanning = scan_queries.order_journey(
+            uow.session, principal, public_id, runtime().clock.now()
+        )
+        refused = scan_queries.order_scans(uow.session, principal, public_id, result="error")
+    return render_template("order.html", order=detail, scanning=scanning, refused=refused)
 
 
 @bp.get("/orders/<public_id>/timeline")
