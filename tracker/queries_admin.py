@@ -13,12 +13,12 @@ from tracker.models import AuditEntry
 from tracker.models import Device
 from tracker.models import Printer
 from tracker.models import ProductProfile
+from tracker.models import RoleAssignment
 from tracker.models import Site
 from tracker.models import TemperatureLogger
 from tracker.models import User
 from tracker.queries_alerts import RUNG_LABELS
 from tracker.services import alerts
-from tracker.services.principals import Principal
 
 
 def sites(session: Session) -> list[dict[str, Any]]:
@@ -122,7 +122,16 @@ def printer_rows(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def ladders(session: Session, principal: Principal) -> list[dict[str, Any]]:
+def user_id_by_name(session: Session, username: str) -> int | None:
+    return session.scalar(select(User.id).where(User.username == username))
+
+
+def role_owner(session: Session, assignment_id: int) -> int | None:
+    """The user holding a role assignment (None when there is no such assignment)."""
+    return session.scalar(select(RoleAssignment.user_id).where(RoleAssignment.id == assignment_id))
+
+
+def ladders(session: Session) -> list[dict[str, Any]]:
     out = []
     for site in session.scalars(select(Site).order_by(Site.name)):
         rungs = alerts.ladder_for(session, site.id)

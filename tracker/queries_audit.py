@@ -100,9 +100,12 @@ def _day(value: str, name: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise TrackerError("invalid_request", f"{name} must be a date (YYYY-MM-DD)") from exc
+    if not 1900 <= day.year <= 2999:
+        raise TrackerError("invalid_request", f"{name} must be a date from 1900 to 2999")
+    return day
 
 
 def _patient_entities(

@@ -559,13 +559,17 @@ def shipment_page(
             "actor": e.actor.full_name if e.actor else ("device" if e.device_id else None),
             "hash": e.hash,
             "type": e.event_type,
-            "details": e.details or {},
+            # Phones in evidence (SMS acknowledgements) are shown by their last digits.
+            "details": {
+                k: (mask_phone(v) if k == "phone" and isinstance(v, str) else v)
+                for k, v in (e.details or {}).items()
+            },
         }
         for e in events
     ]
     acks = [h for h in handoffs if h["details"].get("note") == "sms_acknowledgement"]
     for h in acks:
-        h["phone"] = mask_phone(h["details"].get("phone"))
+        h["phone"] = h["details"].get("phone")
     alerts = list(
         session.scalars(select(Alert).where(Alert.shipment_id == s.id).order_by(Alert.raised_at))
     )

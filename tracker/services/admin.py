@@ -56,6 +56,11 @@ def _site(session: Session, code: str) -> Site:
     return orders.site_by_code(session, code)
 
 
+def site_exists(session: Session, code: str) -> None:
+    """Refuse (not_found) unless the site exists."""
+    _site(session, code)
+
+
 def _user(session: Session, user_id: int, *, lock: bool = False) -> User:
     stmt = select(User).where(User.id == user_id)
     if lock:

@@ -26,8 +26,9 @@ from tracker.services.auth import make_hasher
 from tracker.web import admin
 from tracker.web import alerts
 from tracker.web import api
+from tracker.web import api_admin  # noqa: F401  (administration API routes)
 from tracker.web import api_alerts  # noqa: F401  (adds its routes to the API blueprint)
-from tracker.web import api_cockpit  # noqa: F401  (audit export and certificate API routes)
+from tracker.web import api_cockpit  # noqa: F401  (dashboard, timeline, audit, certificate routes)
 from tracker.web import audit
 from tracker.web import cockpit
 from tracker.web import health

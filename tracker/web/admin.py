@@ -225,7 +225,7 @@ def profile_list() -> ResponseReturnValue:
 @bp.get("/ladders")
 def ladder_list() -> ResponseReturnValue:
     with runtime().uow() as uow:
-        rows = queries_admin.ladders(uow.session, current_principal())
+        rows = queries_admin.ladders(uow.session)
         people = [u for u in queries_admin.users(uow.session) if u["active"]]
     return _page(
         "ladders.html",

@@ -64,11 +64,11 @@ def signoffs_allowed(principal: Any) -> bool:
     return bool(principal.is_admin or any(r in signoffs.REVIEW_ROLES for r, _ in principal.grants))
 
 
-def export_audit(fmt: str) -> Response:
+def export_audit(fmt: str, filters: AuditFilters | None = None) -> Response:
     """Build an export of the filtered trail and record that it was made (and its digest)."""
     rt = runtime()
     principal = current_principal()
-    filters = AuditFilters.from_args(request.args)
+    filters = filters or AuditFilters.from_args(request.args)
     now = rt.clock.now()
     with rt.uow() as uow:
         rows = queries_audit.export_rows(uow.session, principal, filters)
