@@ -32,10 +32,12 @@ from tracker.domain.errors import TrackerError
 from tracker.models import Alert
 from tracker.models import AuditEntry
 from tracker.models import CustodyEvent
+from tracker.models import Deviation
 from tracker.models import Item
 from tracker.models import Patient
 from tracker.models import Shipment
 from tracker.models import Site
+from tracker.models import StepRun
 from tracker.models import TherapyOrder
 from tracker.models import User
 from tracker.services.principals import Principal
@@ -167,8 +169,16 @@ def _patient_entities(
 
 
 def _extra_patient_entities(session: Session, order_ids: list[int]) -> dict[str, set[str]]:
-    """Entity kinds other features add (kept apart so a merge touches one function)."""
-    return {}
+    """Scanning's records: deviations (by public id) and step runs (answers, signatures)."""
+    return {
+        "deviation": set(
+            session.scalars(select(Deviation.public_id).where(Deviation.order_id.in_(order_ids)))
+        ),
+        "step_run": {
+            str(i)
+            for i in session.scalars(select(StepRun.id).where(StepRun.order_id.in_(order_ids)))
+        },
+    }
 
 
 def _item_entities(session: Session, public_id: str) -> ColumnElement[bool]:

@@ -20,6 +20,7 @@ from sqlalchemy import Select
 from sqlalchemy import case
 from sqlalchemy import func
 from sqlalchemy import literal
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import aliased
@@ -28,13 +29,16 @@ from schedules.models import JourneyPlan
 from schedules.models import PlanDeadline
 from schedules.models import PlanStepRow
 from tracker.clock import to_local
+from tracker.domain.access import Role
 from tracker.domain.alerting import format_duration
 from tracker.models import Alert
 from tracker.models import CustodyEvent
+from tracker.models import Deviation
 from tracker.models import HandoffDeadline
 from tracker.models import Item
 from tracker.models import Patient
 from tracker.models import ProductProfile
+from tracker.models import Scan
 from tracker.models import Shipment
 from tracker.models import Site
 from tracker.models import TherapyOrder
@@ -106,7 +110,11 @@ class Filters:
 
 
 def _risk(
-    due_at: datetime | None, warn_at: datetime | None, now: datetime, alarms: int
+    due_at: datetime | None,
+    warn_at: datetime | None,
+    now: datetime,
+    alarms: int,
+    deviations: int = 0,
 ) -> tuple[str, str]:
     """The vein-to-vein clock's colour and the reason for it."""
     if due_at is not None and due_at <= now:
@@ -114,6 +122,9 @@ def _risk(
     warn = warn_at if warn_at is not None else (due_at - DEFAULT_WARNING if due_at else None)
     if warn is not None and warn <= now:
         return "at_risk", "deadline close"
+    if deviations:
+        # An open deviation blocks the order's next custody step until QA closes it.
+        return "at_risk", "open deviation"
     if alarms:
         return "at_risk", "open alarm"
     if due_at is None:
@@ -135,7 +146,7 @@ def active_journeys(
 ) -> list[dict[str, Any]]:
     """Every active journey the principal may see, with stage, next deadline and risk.
 
-    Seven statements, whatever the number of journeys.
+    Eight statements, whatever the number of journeys.
     """
     ids = visible_active_order_ids(principal)
     treatment = aliased(Site)
@@ -179,6 +190,14 @@ def active_journeys(
             .group_by(Alert.order_id)
         )
     }
+    deviations = {
+        order_id: count
+        for order_id, count in session.execute(
+            select(Deviation.order_id, func.count())
+            .where(Deviation.status == "open", Deviation.order_id.in_(ids))
+            .group_by(Deviation.order_id)
+        )
+    }
     clocks = {
         order_id: (last, collected)
         for order_id, last, collected in session.execute(
@@ -200,7 +219,14 @@ def active_journeys(
     for o in orders:
         d = deadlines.get(o.id) or planned.get(o.id)
         open_alerts, worst = alarms.get(o.id, (0, 9))
-        risk, why = _risk(d.due_at if d else None, d.warn_at if d else None, now, int(worst <= 1))
+        open_deviations = deviations.get(o.id, 0)
+        risk, why = _risk(
+            d.due_at if d else None,
+            d.warn_at if d else None,
+            now,
+            int(worst <= 1),
+            open_deviations,
+        )
         last, collected = clocks.get(o.id, (None, None))
         collected_at = _aware(collected)
         out.append(
@@ -231,6 +257,7 @@ def active_journeys(
                 "risk_label": RISK_LABELS[risk],
                 "risk_reason": why,
                 "open_alerts": open_alerts,
+                "open_deviations": open_deviations,
                 "worst_alert": next((k for k, v in SEVERITY_RANK.items() if v == worst), None),
                 "last_event_at": _aware(last),
                 # The vein-to-vein clock runs from the end of apheresis (DOMAIN.md idea 6).
@@ -526,7 +553,8 @@ def _site_dates(session: Session, principal: Principal, now: datetime) -> list[d
 
 
 def inbox(session: Session, principal: Principal, *, limit: int = 8) -> dict[str, Any]:
-    """The open alerts (most severe and newest first) and how many there are. Two statements."""
+    """The open alerts (most severe and newest first) and open deviations, with how many there
+    are of each. Four statements."""
     visible = alert_service.visible_alerts(principal).where(Alert.status == "open").subquery()
     total = session.scalar(select(func.count()).select_from(visible)) or 0
     rows = session.execute(
@@ -547,7 +575,43 @@ def inbox(session: Session, principal: Principal, *, limit: int = 8) -> dict[str
         )
         .limit(limit)
     ).all()
+    ids = _visible_order_ids(principal)
+    open_deviations = (
+        session.scalar(
+            select(func.count())
+            .select_from(Deviation)
+            .where(Deviation.status == "open", Deviation.order_id.in_(ids))
+        )
+        or 0
+    )
+    deviation_rows = session.execute(
+        select(
+            Deviation.public_id,
+            Deviation.kind,
+            Deviation.description,
+            Deviation.opened_at,
+            TherapyOrder.public_id.label("order"),
+            Patient.public_id.label("patient"),
+        )
+        .join(TherapyOrder, TherapyOrder.id == Deviation.order_id)
+        .join(Patient, Patient.id == TherapyOrder.patient_id)
+        .where(Deviation.status == "open", Deviation.order_id.in_(ids))
+        .order_by(Deviation.opened_at.desc(), Deviation.id.desc())
+        .limit(limit)
+    ).all()
     return {
+        "open_deviations": open_deviations,
+        "deviations": [
+            {
+                "public_id": d.public_id,
+                "kind": d.kind,
+                "description": d.description,
+                "opened_at": d.opened_at,
+                "order": d.order,
+                "patient": d.patient,
+            }
+            for d in deviation_rows
+        ],
         "open_alerts": total,
         "alerts": [
             {
@@ -568,11 +632,14 @@ def inbox(session: Session, principal: Principal, *, limit: int = 8) -> dict[str
 def recent_activity(
     session: Session, principal: Principal, *, limit: int = 12
 ) -> list[dict[str, Any]]:
-    """The latest custody events on orders the principal may see. One statement."""
+    """The latest custody events and scans (refused ones too) the principal may see, newest
+    first. Two statements."""
     ids = _visible_order_ids(principal)
+    scans = _recent_scans(session, principal, ids, limit)
     rows = session.execute(
         select(
             CustodyEvent.id,
+            CustodyEvent.recorded_at,
             CustodyEvent.event_type,
             CustodyEvent.from_state,
             CustodyEvent.to_state,
@@ -594,9 +661,10 @@ def recent_activity(
         .order_by(CustodyEvent.recorded_at.desc(), CustodyEvent.id.desc())
         .limit(limit)
     ).all()
-    return [
+    events = [
         {
             "kind": "custody",
+            "recorded_at": r.recorded_at,
             "type": r.event_type,
             "from_state": r.from_state,
             "to_state": r.to_state,
@@ -607,7 +675,122 @@ def recent_activity(
             "patient": r.patient,
             "item": r.item,
             "actor": r.actor,
-            "note": (r.details or {}).get("note"),
+            "note": (r.details or {}).get("note") or (r.details or {}).get("step"),
         }
         for r in rows
+    ]
+    merged = sorted([*events, *scans], key=lambda e: e["recorded_at"], reverse=True)
+    return merged[:limit]
+
+
+def _recent_scans(
+    session: Session, principal: Principal, ids: Any, limit: int
+) -> list[dict[str, Any]]:
+    """Scans of visible orders, plus every scan made at the principal's sites (an unknown or
+    refused code belongs to no order, and is exactly what a coordinator wants to see)."""
+    stmt = (
+        select(
+            Scan.id,
+            Scan.step,
+            Scan.result,
+            Scan.reason,
+            Scan.message,
+            Scan.server_at,
+            Scan.offline,
+            Site.name.label("site"),
+            Site.timezone,
+            TherapyOrder.public_id.label("order"),
+            Patient.public_id.label("patient"),
+            User.full_name.label("actor"),
+        )
+        .outerjoin(
+            TherapyOrder, TherapyOrder.id == func.coalesce(Scan.order_id, Scan.scanned_order_id)
+        )
+        .outerjoin(Patient, Patient.id == TherapyOrder.patient_id)
+        .outerjoin(Site, Site.id == Scan.site_id)
+        .join(User, User.id == Scan.user_id)
+        .order_by(Scan.server_at.desc(), Scan.id.desc())
+        .limit(limit)
+    )
+    if principal.site_ids is not None:
+        stmt = stmt.where(
+            or_(
+                Scan.order_id.in_(ids),
+                Scan.scanned_order_id.in_(ids),
+                Scan.site_id.in_(principal.site_ids),
+            )
+        )
+    return [
+        {
+            "kind": "scan",
+            "type": "scan",
+            "step": r.step,
+            "result": r.result,
+            "reason": r.reason,
+            "message": r.message,
+            "at": r.server_at,
+            "recorded_at": r.server_at,
+            "offline": r.offline,
+            "site": r.site,
+            "timezone": r.timezone or "UTC",
+            "order": r.order,
+            "patient": r.patient,
+            "item": None,
+            "actor": r.actor,
+            "note": None,
+        }
+        for r in session.execute(stmt)
+    ]
+
+
+def deviation_list(
+    session: Session, principal: Principal, *, open_only: bool = True, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Deviations of orders the principal may see, open ones first, and whether the
+    principal may close each (QA at one of the order's sites)."""
+    ids = _visible_order_ids(principal)
+    opener, closer = aliased(User), aliased(User)
+    stmt = (
+        select(
+            Deviation,
+            TherapyOrder.public_id.label("order"),
+            TherapyOrder.collection_site_id,
+            TherapyOrder.manufacturing_site_id,
+            TherapyOrder.treatment_site_id,
+            Patient.public_id.label("patient"),
+            opener.full_name.label("opened_by"),
+            closer.full_name.label("closed_by"),
+        )
+        .join(TherapyOrder, TherapyOrder.id == Deviation.order_id)
+        .join(Patient, Patient.id == TherapyOrder.patient_id)
+        .outerjoin(opener, opener.id == Deviation.opened_by_id)
+        .outerjoin(closer, closer.id == Deviation.closed_by_id)
+        .where(Deviation.order_id.in_(ids))
+        .order_by(Deviation.status != "open", Deviation.opened_at.desc(), Deviation.id.desc())
+        .limit(limit)
+    )
+    if open_only:
+        stmt = stmt.where(Deviation.status == "open")
+    qa = frozenset({Role.qa})
+    return [
+        {
+            "public_id": d.public_id,
+            "kind": d.kind,
+            "status": d.status,
+            "description": d.description,
+            "opened_at": d.opened_at,
+            "opened_by": r.opened_by,
+            "closed_at": d.closed_at,
+            "closed_by": r.closed_by,
+            "close_reason": d.close_reason,
+            "order": r.order,
+            "patient": r.patient,
+            "can_close": d.status == "open"
+            and any(
+                principal.has_role_at(qa, s)
+                for s in (r.collection_site_id, r.manufacturing_site_id, r.treatment_site_id)
+            ),
+        }
+        for r in session.execute(stmt)
+        for d in [r.Deviation]
     ]

@@ -33,23 +33,27 @@ from tracker.domain.signatures import SIGNATURE_MEANINGS
 from tracker.models import Alert
 from tracker.models import AuditEntry
 from tracker.models import CustodyEvent
+from tracker.models import Deviation
 from tracker.models import ExcursionItem
 from tracker.models import ExcursionRecord
 from tracker.models import Item
 from tracker.models import LabelPrint
 from tracker.models import LoggerReading
 from tracker.models import QaDisposition
+from tracker.models import Scan
 from tracker.models import Shipment
 from tracker.models import Signature
 from tracker.models import Site
 from tracker.models import SmsInbound
 from tracker.models import SmsOutbox
+from tracker.models import StepRun
 from tracker.models import TemperatureLogger
 from tracker.models import TherapyOrder
 from tracker.models import User
 from tracker.queries import order_detail
 from tracker.queries_alerts import mask_phone
 from tracker.services import readings
+from tracker.services.certificates import signature_filter
 from tracker.services.custody import event_fields
 from tracker.services.principals import Principal
 from tracker.services.principals import scope_orders
@@ -74,10 +78,21 @@ def masked(text: str | None) -> str | None:
 
 # A step that starts within this of its plan is on time.
 ON_TIME = timedelta(hours=1)
-KINDS = ("custody", "scan", "signature", "label", "temperature", "alert", "sms", "plan")
+KINDS = (
+    "custody",
+    "scan",
+    "deviation",
+    "signature",
+    "label",
+    "temperature",
+    "alert",
+    "sms",
+    "plan",
+)
 KIND_LABELS = {
     "custody": "Custody",
     "scan": "Scans",
+    "deviation": "Deviations",
     "signature": "Signatures",
     "label": "Labels",
     "temperature": "Temperature",
@@ -103,7 +118,11 @@ def _custody_title(e: CustodyEvent, items: dict[int, str], ships: dict[int, str]
     if e.event_type == "correction":
         return f"Correction of event {e.corrects_event_id}: {e.reason}"
     if e.event_type == "note":
-        note = str(details.get("note") or details.get("step") or "note").replace("_", " ")
+        if details.get("step") and not details.get("note"):
+            signed = details.get("verified_by") or []
+            title = f"Step {str(details['step']).replace('_', ' ')} completed"
+            return title + (f", signed by {' and '.join(signed)}" if signed else "")
+        note = str(details.get("note") or "note").replace("_", " ")
         return f"{note.capitalize()}" + (f" ({item})" if item else "")
     frm = (e.from_state or "").replace("_", " ")
     to = (e.to_state or "").replace("_", " ")
@@ -169,7 +188,20 @@ def journey(
         )
     )
     entries, verdict = _chain(events, items, ships)
-    entries += _signatures(session, order, items, ships)
+    runs = {
+        run_id: step
+        for run_id, step in session.execute(
+            select(StepRun.id, StepRun.step).where(StepRun.order_id == order.id)
+        )
+    }
+    deviations = list(
+        session.scalars(
+            select(Deviation).where(Deviation.order_id == order.id).order_by(Deviation.id)
+        )
+    )
+    entries += _signatures(session, order, items, ships, runs, deviations)
+    entries += _scans(session, order.id)
+    entries += _deviations(session, deviations)
     entries += _label_prints(session, order.id, items, ships)
     entries += _temperature(session, set(items), set(ships), items)
     alert_entries, alert_ids = _alerts(session, order.id)
@@ -204,32 +236,117 @@ def journey(
 
 
 def _signatures(
-    session: Session, order: TherapyOrder, items: dict[int, str], ships: dict[int, str]
+    session: Session,
+    order: TherapyOrder,
+    items: dict[int, str],
+    ships: dict[int, str],
+    runs: dict[int, str],
+    deviations: list[Deviation],
 ) -> list[dict[str, Any]]:
-    ids = {order.public_id, *items.values(), *ships.values()}
     rows = session.scalars(
         select(Signature)
-        .where(
-            or_(
-                Signature.record_id.in_(ids),
-                # certificate sign-offs are recorded as "<order>@<event count>"
-                (Signature.record_type == "coi_certificate")
-                & Signature.record_id.like(f"{order.public_id}@%"),
-            )
-        )
+        .where(signature_filter(order, items, ships, runs, deviations))
         .order_by(Signature.signed_at)
     )
-    return [
-        _entry(
-            "signature",
-            s.signed_at,
-            f"Signed by {s.printed_name}: {s.meaning}",
-            meaning_text=SIGNATURE_MEANINGS.get(s.meaning, s.meaning),
-            record=f"{s.record_type.replace('_', ' ')} {s.record_id}",
-            hash=s.record_hash,
+    out = []
+    for s in rows:
+        record = f"{s.record_type.replace('_', ' ')} {s.record_id}"
+        if s.record_type == "step_run" and s.record_id.isdigit():
+            step = runs.get(int(s.record_id), "")
+            record = f"step {step.replace('_', ' ')} (run {s.record_id})"
+        out.append(
+            _entry(
+                "signature",
+                s.signed_at,
+                f"Signed by {s.printed_name}: {s.meaning}",
+                meaning_text=SIGNATURE_MEANINGS.get(s.meaning, s.meaning),
+                record=record,
+                hash=s.record_hash,
+            )
         )
-        for s in rows
-    ]
+    return out
+
+
+def _scans(session: Session, order_id: int) -> list[dict[str, Any]]:
+    """Every scan for this order's steps or of its codes, refused ones included."""
+    rows = session.execute(
+        select(Scan, User.full_name, Site.name, Site.timezone)
+        .join(User, User.id == Scan.user_id)
+        .outerjoin(Site, Site.id == Scan.site_id)
+        .where(or_(Scan.order_id == order_id, Scan.scanned_order_id == order_id))
+        .order_by(Scan.server_at, Scan.id)
+    )
+    out = []
+    for scan, user, site, tz in rows:
+        step = (scan.step or "").replace("_", " ")
+        other = scan.order_id is not None and scan.order_id != order_id
+        if scan.result == "error":
+            title = f"Scan refused at step {step}: {scan.reason}"
+            if scan.reason == "coi_mismatch":
+                title += (
+                    " (this patient's code at another patient's step)"
+                    if other
+                    else (" (another patient's code)")
+                )
+        else:
+            title = f"Scan {scan.result} at step {step}"
+        when = "offline" if scan.offline else None
+        detail = scan.message
+        if when:
+            detail = f"{detail} (scanned offline at {scan.client_at:%Y-%m-%d %H:%M} UTC" + (
+                ", forced)" if scan.forced else ")"
+            )
+        out.append(
+            _entry(
+                "scan",
+                scan.server_at,
+                title,
+                tz=tz or "UTC",
+                site=site,
+                actor=user,
+                detail=detail,
+                failed=scan.result == "error",
+            )
+        )
+    return out
+
+
+def _deviations(session: Session, deviations: list[Deviation]) -> list[dict[str, Any]]:
+    names = {
+        uid: name
+        for uid, name in session.execute(
+            select(User.id, User.full_name).where(
+                User.id.in_(
+                    {d.opened_by_id for d in deviations if d.opened_by_id}
+                    | {d.closed_by_id for d in deviations if d.closed_by_id}
+                    or {-1}
+                )
+            )
+        )
+    }
+    out = []
+    for d in deviations:
+        out.append(
+            _entry(
+                "deviation",
+                d.opened_at,
+                f"Deviation {d.public_id} opened ({d.kind.replace('_', ' ')})",
+                actor=names.get(d.opened_by_id or 0),
+                detail=d.description,
+                failed=d.status == "open",
+            )
+        )
+        if d.closed_at is not None:
+            out.append(
+                _entry(
+                    "deviation",
+                    d.closed_at,
+                    f"Deviation {d.public_id} closed by QA",
+                    actor=names.get(d.closed_by_id or 0),
+                    detail=d.close_reason,
+                )
+            )
+    return out
 
 
 def _label_prints(

@@ -22,7 +22,11 @@ PAGE_TO_API: dict[str, list[str]] = {
     "labels.download": ["POST /api/v1/labels/download"],
     "labels.preview": ["GET /api/v1/labels/{kind}/{target}/preview"],
     "labels.link": ["GET /api/v1/label-links/{token}"],
-    "alerts.alert_list": ["GET /api/v1/alerts", "GET /api/v1/sms-opt-outs"],
+    "alerts.alert_list": [
+        "GET /api/v1/alerts",
+        "GET /api/v1/sms-opt-outs",
+        "GET /api/v1/deviations",
+    ],
     "alerts.alert_page": ["GET /api/v1/alerts/{alert_id}"],
     "alerts.acknowledge": ["POST /api/v1/alerts/{alert_id}/acknowledgements"],
     "alerts.dispose": ["POST /api/v1/items/{public_id}/dispositions"],

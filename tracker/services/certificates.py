@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import and_
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,11 +26,13 @@ from tracker.domain.access import Role
 from tracker.domain.errors import TrackerError
 from tracker.domain.signatures import SIGNATURE_MEANINGS
 from tracker.models import CustodyEvent
+from tracker.models import Deviation
 from tracker.models import Item
 from tracker.models import QaDisposition
 from tracker.models import Shipment
 from tracker.models import Signature
 from tracker.models import Site
+from tracker.models import StepRun
 from tracker.models import TherapyOrder
 from tracker.models import User
 from tracker.services.audit import record_audit
@@ -99,6 +100,27 @@ def certificate_record_id(order: TherapyOrder, event_count: int) -> str:
     return f"{order.public_id}@{event_count}"
 
 
+def signature_filter(
+    order: TherapyOrder,
+    items: dict[int, str],
+    ships: dict[int, str],
+    runs: dict[int, str],
+    deviations: list[Deviation],
+) -> Any:
+    """Every signature bound to one order's records (the order, its bags and shipments, its
+    step runs and deviations, and sign-offs of its chain)."""
+    return or_(
+        Signature.record_id.in_({order.public_id, *items.values(), *ships.values()}),
+        # certificate sign-offs are recorded as "<order>@<event count>"
+        (Signature.record_type == "coi_certificate")
+        & Signature.record_id.like(f"{order.public_id}@%"),
+        (Signature.record_type == "step_run")
+        & Signature.record_id.in_([str(r) for r in runs] or ["-"]),
+        (Signature.record_type == "deviation")
+        & Signature.record_id.in_([d.public_id for d in deviations] or ["-"]),
+    )
+
+
 def _signatures(
     session: Session,
     order: TherapyOrder,
@@ -106,20 +128,19 @@ def _signatures(
     ships: dict[int, str],
     hashes: list[str],
 ) -> list[dict[str, Any]]:
-    ids = {order.public_id, *items.values(), *ships.values()}
+    runs = {
+        run_id: step
+        for run_id, step in session.execute(
+            select(StepRun.id, StepRun.step).where(StepRun.order_id == order.id)
+        )
+    }
+    deviations = list(session.scalars(select(Deviation).where(Deviation.order_id == order.id)))
     rows = session.scalars(
         select(Signature)
-        .where(
-            or_(
-                Signature.record_id.in_(ids),
-                and_(
-                    Signature.record_type == "coi_certificate",
-                    Signature.record_id.like(f"{order.public_id}@%"),
-                ),
-            )
-        )
+        .where(signature_filter(order, items, ships, runs, deviations))
         .order_by(Signature.signed_at, Signature.id)
     )
+    closing = {d.close_signature_id: d for d in deviations if d.close_signature_id}
     by_item = {v: k for k, v in items.items()}
     out = []
     for s in rows:
@@ -141,10 +162,13 @@ def _signatures(
             if decision is not None:
                 content = disposition_content(decision, s.record_id)
                 note = "QA disposition of a bag after a temperature excursion"
-        else:
-            extra = extra_signature_content(session, s)
-            if extra is not None:
-                content, note = extra
+        elif s.record_type == "deviation" and s.id in closing:
+            deviation = closing[s.id]
+            # What tracker.services.scans.close_deviation signs.
+            content = {"description": deviation.description, "reason": deviation.close_reason}
+            note = f"QA closed deviation {deviation.public_id}"
+        elif s.record_type == "step_run":
+            note = f"step {runs.get(int(s.record_id), '?')} signed; its content hash is listed"
         out.append(
             {
                 "id": s.id,
@@ -160,13 +184,6 @@ def _signatures(
             }
         )
     return out
-
-
-def extra_signature_content(
-    session: Session, signature: Signature
-) -> tuple[dict[str, Any], str] | None:
-    """Signed content of record kinds other features add; None when it cannot be rebuilt."""
-    return None
 
 
 def build_bundle(

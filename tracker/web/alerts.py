@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from tracker import queries_alerts
+from tracker import queries_cockpit
 from tracker.domain.alerting import Decision
 from tracker.domain.alerting import format_duration
 from tracker.domain.errors import TrackerError
@@ -49,8 +50,11 @@ def alert_list() -> ResponseReturnValue:
 
 
 def inbox_extras(session: Any, principal: Any) -> dict[str, Any]:
-    """What other features add to the inbox (deviations once scans exist)."""
-    return {}
+    """Deviations beside the alerts: QA closes them here with a reason and e-signature."""
+    show = request.args.get("show", "open")
+    return {
+        "deviations": queries_cockpit.deviation_list(session, principal, open_only=show != "all")
+    }
 
 
 @bp.get("/alerts/<int:alert_id>")

@@ -580,3 +580,44 @@ def shipment_temperatures(public_id: str) -> ResponseReturnValue:
             uow.session, current_principal(), public_id, now=rt.clock.now()
         )
     return jsonify(TemperaturesOut(**data).model_dump(mode="json"))
+
+
+class DeviationsQuery(Query):
+    show: Literal["open", "all"] = "open"
+
+
+class DeviationRowOut(Strict):
+    public_id: str
+    kind: str
+    status: str
+    description: str
+    opened_at: UtcDateTime
+    opened_by: str | None
+    closed_at: UtcDateTime | None
+    closed_by: str | None
+    close_reason: str | None
+    order: str
+    patient: str
+    can_close: bool
+
+
+class DeviationList(Strict):
+    deviations: list[DeviationRowOut]
+
+
+@registry.route(
+    bp,
+    "/deviations",
+    "GET",
+    summary="Deviations of the orders you may see (open ones, or all), and which you may close",
+    response=DeviationList,
+    query=DeviationsQuery,
+    tag="cockpit",
+)
+def deviations(params: DeviationsQuery) -> ResponseReturnValue:
+    with runtime().uow() as uow:
+        rows = queries_cockpit.deviation_list(
+            uow.session, current_principal(), open_only=params.show == "open"
+        )
+    out = DeviationList(deviations=[DeviationRowOut(**r) for r in rows])
+    return jsonify(out.model_dump(mode="json"))

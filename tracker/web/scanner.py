@@ -117,4 +117,6 @@ def close_deviation(public_id: str) -> ResponseReturnValue:
         flash(f"Deviation {public_id} closed.", "info")
     except TrackerError as exc:
         flash(f"Deviation not closed: {exc.message}", "warning")
+    if request.form.get("next") == "inbox":  # closed from the alerts and deviations inbox
+        return redirect(url_for("alerts.alert_list") + "#deviations")
     return redirect(url_for("ui.order", public_id=back) if back else url_for("ui.orders"))
