@@ -78,9 +78,10 @@ def masked(text: str | None) -> str | None:
 
 # A step that starts within this of its plan is on time.
 ON_TIME = timedelta(hours=1)
+# Also the order of records at the same instant: a scan comes before what it caused.
 KINDS = (
-    "custody",
     "scan",
+    "custody",
     "deviation",
     "signature",
     "label",
@@ -288,8 +289,10 @@ def _scans(session: Session, order_id: int) -> list[dict[str, Any]]:
                     if other
                     else (" (another patient's code)")
                 )
+        elif scan.result == "ok":
+            title = f"Scan accepted at step {step}; the step is complete"
         else:
-            title = f"Scan {scan.result} at step {step}"
+            title = f"Scan accepted at step {step}"
         when = "offline" if scan.offline else None
         detail = scan.message
         if when:

@@ -203,9 +203,9 @@ def test_qa_signs_the_chain_of_identity_with_the_password(page, live):
     page.fill("#cert-password", DEMO_PASSWORD)
     page.click("text=Sign the chain up to event")
     page.wait_for_selector("text=Chain of identity signed (review)")
-    signatures = page.locator("ol.journey li[data-kind=signature]")
-    assert signatures.count() == 1
-    assert "Quinn Quality" in signatures.inner_text()
+    signoff = page.locator("ol.journey li[data-kind=signature]", has_text="coi certificate")
+    assert signoff.count() == 1
+    assert "Quinn Quality" in signoff.inner_text()
     shot(page, "cockpit-journey-signed")
 
 
@@ -214,7 +214,10 @@ def test_the_shipment_page_draws_the_temperature_chart_and_says_it_in_words(page
     with live.uow() as uow:
         from tracker.models import Shipment
 
-        shipment = uow.session.scalar(select(Shipment).where(Shipment.logger_serial == "LOG-0005"))
+        # The demo's shipment on the road, whose logger holds a 40-minute excursion.
+        shipment = uow.session.scalar(
+            select(Shipment).where(Shipment.state == "picked_up").order_by(Shipment.id).limit(1)
+        )
         public_id = shipment.public_id
     page.goto(f"{live.base}/shipments/{public_id}")
     page.wait_for_selector("#temperature-chart[data-ready=true] canvas")
@@ -414,3 +417,56 @@ def test_text_on_the_cockpit_pages_meets_wcag_aa_contrast(page, live):
     assert page.evaluate(CONTRAST, selectors) == []
     page.goto(f"{live.base}/audit")
     assert page.evaluate(CONTRAST, selectors) == []
+
+
+def test_a_scan_lands_on_the_dashboard_and_a_refused_one_stands_out(page, live):
+    from tracker.models import Device
+    from tracker.models import Patient
+    from tracker.models import Site
+    from tracker.models import StepRun
+    from tracker.models import User
+    from tracker.services import scans
+
+    enter(page, live)
+    page.evaluate("window.notReloaded = true")
+    with live.uow() as uow:
+        s = uow.session
+        unstarted = [
+            o
+            for o in s.scalars(select(TherapyOrder).order_by(TherapyOrder.id))
+            if s.scalar(select(StepRun.id).where(StepRun.order_id == o.id)) is None
+        ]
+        order, other = unstarted[0], unstarted[1]
+        wristband = s.scalar(select(Patient.wristband_code).where(Patient.id == order.patient_id))
+        other_band = s.scalar(select(Patient.wristband_code).where(Patient.id == other.patient_id))
+        scanner = s.scalar(
+            select(Device.public_id)
+            .join(Site, Site.id == Device.site_id)
+            .where(Device.kind == "scanner", Site.code == "CC-PRO")
+        )
+        collector = principal_for_user(s.scalar(select(User).where(User.username == "collector")))
+        run = f"browser-{order.public_id}"
+        for n, raw in enumerate((wristband, other_band)):
+            outcome = scans.record_scan(
+                uow=uow,
+                principal=collector,
+                scan=scans.ScanInput(
+                    raw=raw,
+                    device=scanner,
+                    step="collect_verify_patient",
+                    client_at=SystemClock().now(),
+                    nonce=f"browser-nonce-{n}",
+                    client_run=run,
+                ),
+                now=SystemClock().now(),
+            )
+            assert (outcome.body["status"] == "error") == (n == 1), outcome.body
+        uow.commit()
+    activity = page.locator("[data-testid=activity]")
+    page.wait_for_selector(
+        "[data-testid=activity] li.activity-scan[data-result=error]", timeout=25_000
+    )
+    assert "refused" in activity.locator("li[data-result=error]").first.inner_text()
+    assert activity.locator("li.activity-scan").count() >= 2
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "cockpit-dashboard-scan-landed")
