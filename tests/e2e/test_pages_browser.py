@@ -79,6 +79,8 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    # A loaded 2-core CI machine can take longer than Playwright's 30 s default.
+    page.set_default_timeout(90_000)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     yield page

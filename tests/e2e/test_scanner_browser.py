@@ -87,6 +87,7 @@ def context(browser):
 @pytest.fixture
 def page(context):
     page = context.new_page()
+    page.set_default_timeout(90_000)  # a loaded 2-core CI machine can exceed the 30 s default
     problems: list[str] = []
     # Refused scans answer 400/404 by design; chromium logs those as "Failed to load resource".
     page.on(
