@@ -311,7 +311,9 @@ def describe_spec(spec: Mapping[str, Any]) -> str:
         return f"{_fmt(low)}–{_fmt(high)} {unit}".strip()
     if low is not None:
         return f"≥ {_fmt(low)} {unit}".strip()
-    return f"≤ {_fmt(high)} {unit}".strip()
+    if high is not None:
+        return f"≤ {_fmt(high)} {unit}".strip()
+    return "any value"
 
 
 def evaluate_result(spec: Mapping[str, Any], value: str, unit: str | None) -> Evaluated:
