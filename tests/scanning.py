@@ -340,8 +340,9 @@ def pass_release_tests(d: Driver, j: Journey, results: dict[str, Any] | None = N
     return code
 
 
-def manufacture(d: Driver, j: Journey, products: int = 1) -> None:
-    accept_material(d, j)
+def manufacture(d: Driver, j: Journey, products: int = 1, *, accept: bool = True) -> None:
+    if accept:
+        accept_material(d, j)
     bags_step(d, j, "start_manufacturing", "operator", "MF1", j.bags)
     bags_step(d, j, "complete_manufacturing", "operator", "MF1", j.bags)
     j.products = [
