@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from schedules.demo import seed_schedules
 from tracker.config import Settings
+from tracker.demo_alerts import MANUFACTURING
+from tracker.demo_alerts import Pace
 from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
 from tracker.domain.custody import CustodyState as S
@@ -267,7 +269,11 @@ def seed_demo(
         _charged_shipper(uow, admin, site_code, now, rng)
     for n in range(12):
         # Later journeys started earlier, so every demo event lies in the past.
-        _play_journey(uow, p, settings, hasher, stations, n, now - timedelta(days=24 + n), rng)
+        # In-progress journeys reached their current step a few hours ago (see Pace).
+        finish_at = now - timedelta(minutes=rng.randint(120, 480))
+        _play_journey(
+            uow, p, settings, hasher, stations, n, now - timedelta(days=24 + n), finish_at, rng
+        )
     from tracker import demo_alerts
 
     demo_alerts.seed(uow=uow, admin=admin, users=users, now=now)
@@ -335,6 +341,8 @@ class _DemoScanner:
         wristband: str,
         rng: random.Random,
         start: datetime,
+        depth: str,
+        finish_at: datetime,
     ) -> None:
         self.uow, self.p, self.settings, self.hasher = uow, p, settings, hasher
         self.stations, self.order, self.wristband, self.rng = stations, order, wristband, rng
@@ -342,6 +350,7 @@ class _DemoScanner:
         self.journey = journey_for_profile(
             order.product_profile.starting_material, order.product_profile.data
         )
+        self.pace = Pace.for_journey(self.journey, depth, finish_at, rng)
         self.certificate: str | None = None
         self.complete = False
         self.seals: dict[int, tuple[str, str]] = {}
@@ -397,9 +406,10 @@ class _DemoScanner:
 
     def perform(self, step: Step) -> None:
         """Scan, answer and sign everything the step asks for, in its order."""
-        # Between thaw and infusion minutes pass, not hours: the countdown is running.
-        bedside = step.countdown == "check" or step.code == "infusion_end"
-        self.t += timedelta(minutes=5) if bedside else timedelta(hours=self.rng.randint(2, 20))
+        # Hours while nothing is on a clock, minutes while a deadline runs (thaw to infusion).
+        self.t += self.pace.pause(
+            self.uow.session, order_id=self.order.id, step=step.code, at=self.t
+        )
         site, candidates = _PERFORMERS[step.site]
         people = [
             name
@@ -477,6 +487,7 @@ def _play_journey(
     stations: dict[str, str],
     stage: int,
     start: datetime,
+    finish_at: datetime,
     rng: random.Random,
 ) -> None:
     """Create patient ``stage`` and play its journey through scans up to ``DEMO_DEPTH``."""
@@ -518,7 +529,7 @@ def _play_journey(
     if not depth:
         return
     scanner = _DemoScanner(
-        uow, p, settings, hasher, stations, order, patient.wristband_code, rng, t
+        uow, p, settings, hasher, stations, order, patient.wristband_code, rng, t, depth, finish_at
     )
     for step in scanner.journey.steps:
         if step.exception:
@@ -533,9 +544,9 @@ def _play_journey(
                 parent_public_id=bag.public_id,
                 din_fin=settings.din_facility_fin,
                 lot=f"LOT{stage:05d}",
-                now=scanner.t + timedelta(days=9),
+                now=scanner.t + MANUFACTURING,
             )
-            scanner.t += timedelta(days=9)
+            scanner.t += MANUFACTURING
             _print_demo_label(uow, p["operator"], settings, product.public_id, scanner.t)
         uow.session.expire(order)  # its items and shipments change with every step
         scanner.perform(step)
