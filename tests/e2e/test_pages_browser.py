@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from tests.conftest import reset_database
@@ -79,8 +80,10 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    # A loaded 2-core CI machine can take longer than Playwright's 30 s default.
+    # A loaded 2-core CI machine can take longer than Playwright's 30 s default (and than
+    # the 5 s default of web-first expectations).
     page.set_default_timeout(90_000)
+    expect.set_options(timeout=90_000)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     yield page
