@@ -479,6 +479,47 @@ def test_text_on_the_cockpit_pages_meets_wcag_aa_contrast(page, live):
     assert page.evaluate(CONTRAST, selectors) == []
 
 
+FOCUS_WALK = """
+(steps) => ({
+  tag: document.activeElement.tagName,
+  id: document.activeElement.id || document.activeElement.textContent.trim().slice(0, 30),
+  outline: getComputedStyle(document.activeElement).outlineStyle,
+  width: getComputedStyle(document.activeElement).outlineWidth,
+})
+"""
+
+
+def test_every_cockpit_page_shows_where_the_keyboard_focus_is(page, live):
+    """WCAG 2.4.7: tabbing through each page, every element that takes the focus shows it."""
+    enter(page, live)
+    with live.uow() as uow:
+        from tracker.models import Shipment
+
+        order = uow.session.scalar(select(TherapyOrder.public_id).order_by(TherapyOrder.id.desc()))
+        shipment = uow.session.scalar(select(Shipment.public_id).order_by(Shipment.id))
+    paths = [
+        "/dashboard",
+        "/alerts",
+        "/audit",
+        f"/orders/{order}/journey",
+        f"/shipments/{shipment}",
+        "/orders",
+        "/labels",
+        "/schedules/",
+    ]
+    for path in paths:
+        page.goto(f"{live.base}{path}")
+        reached = []
+        for _ in range(25):
+            page.keyboard.press("Tab")
+            state = page.evaluate(FOCUS_WALK)
+            if state["tag"] == "BODY":
+                break
+            reached.append(state)
+            assert state["outline"] != "none" and state["width"] != "0px", (path, state)
+        assert len({(r["tag"], r["id"]) for r in reached}) >= 5, (path, reached)
+
+
 def test_a_scan_lands_on_the_dashboard_and_a_refused_one_stands_out(page, live):
     from tracker.models import Device
     from tracker.models import Patient
