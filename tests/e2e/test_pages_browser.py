@@ -116,7 +116,7 @@ def test_a_coordinator_logs_in_and_sees_the_demo_journeys(page, live_server):
     page.wait_for_url(f"{live_server}/dashboard")
     page.click("nav[aria-label=Main] >> text=Therapy orders")
     rows = page.locator("table[aria-label='Therapy orders'] tbody tr")
-    assert rows.count() == 12
+    expect(rows).to_have_count(12)  # waits for the list; count() would not
     stages = set(page.locator(".stage").all_inner_texts())
     assert {"ordered", "collection", "manufacturing", "infused"} <= stages
     shot(page, "orders")
@@ -132,8 +132,8 @@ def test_the_order_page_shows_identifiers_items_and_a_verified_timeline(page, li
     assert page.locator("[data-testid=coi]").inner_text().startswith("&/CH")
     assert page.locator("[data-testid=identity]").is_visible()
     items = page.locator("table[aria-label='Linked items'] tbody tr")
-    assert items.count() == 2  # the apheresis bag and the product made from it
-    assert page.locator("ol.timeline li").count() >= 15
+    expect(items).to_have_count(2)  # the apheresis bag and the product made from it
+    expect(page.locator("ol.timeline li").nth(14)).to_be_attached()  # 15 events or more
     shot(page, "order")
 
 
