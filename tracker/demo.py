@@ -19,6 +19,8 @@ from sqlalchemy import select
 from schedules.demo import seed_schedules
 from tracker import demo_quality
 from tracker.config import Settings
+from tracker.demo_alerts import MANUFACTURING
+from tracker.demo_alerts import Pace
 from tracker.demo_quality import profile_quality
 from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
@@ -272,7 +274,11 @@ def seed_demo(
         _charged_shipper(uow, admin, site_code, now, rng)
     for n in range(12):
         # Later journeys started earlier, so every demo event lies in the past.
-        _play_journey(uow, p, settings, hasher, stations, n, now - timedelta(days=24 + n), rng)
+        # In-progress journeys reached their current step a few hours ago (see Pace).
+        finish_at = now - timedelta(minutes=rng.randint(120, 480))
+        _play_journey(
+            uow, p, settings, hasher, stations, n, now - timedelta(days=24 + n), finish_at, rng
+        )
     from tracker import demo_alerts
 
     demo_alerts.seed(uow=uow, admin=admin, users=users, now=now)
@@ -340,6 +346,8 @@ class _DemoScanner:
         wristband: str,
         rng: random.Random,
         start: datetime,
+        depth: str,
+        finish_at: datetime,
     ) -> None:
         self.uow, self.p, self.settings, self.hasher = uow, p, settings, hasher
         self.stations, self.order, self.wristband, self.rng = stations, order, wristband, rng
@@ -347,6 +355,7 @@ class _DemoScanner:
         self.journey = journey_for_profile(
             order.product_profile.starting_material, order.product_profile.data
         )
+        self.pace = Pace.for_journey(self.journey, depth, finish_at, rng)
         self.certificate: str | None = None
         self.complete = False
         self.seals: dict[int, tuple[str, str]] = {}
@@ -402,9 +411,10 @@ class _DemoScanner:
 
     def perform(self, step: Step) -> None:
         """Scan, answer and sign everything the step asks for, in its order."""
-        # Between thaw and infusion minutes pass, not hours: the countdown is running.
-        bedside = step.countdown == "check" or step.code == "infusion_end"
-        self.t += timedelta(minutes=5) if bedside else timedelta(hours=self.rng.randint(2, 20))
+        # Hours while nothing is on a clock, minutes while a deadline runs (thaw to infusion).
+        self.t += self.pace.pause(
+            self.uow.session, order_id=self.order.id, step=step.code, at=self.t
+        )
         site, candidates = _PERFORMERS[step.site]
         people = [
             name
@@ -482,6 +492,7 @@ def _play_journey(
     stations: dict[str, str],
     stage: int,
     start: datetime,
+    finish_at: datetime,
     rng: random.Random,
 ) -> None:
     """Create patient ``stage`` and play its journey through scans up to ``DEMO_DEPTH``."""
@@ -523,7 +534,7 @@ def _play_journey(
     if not depth:
         return
     scanner = _DemoScanner(
-        uow, p, settings, hasher, stations, order, patient.wristband_code, rng, t
+        uow, p, settings, hasher, stations, order, patient.wristband_code, rng, t, depth, finish_at
     )
     for step in scanner.journey.steps:
         if step.exception:
@@ -538,13 +549,14 @@ def _play_journey(
                 parent_public_id=bag.public_id,
                 din_fin=settings.din_facility_fin,
                 lot=f"LOT{stage:05d}",
-                now=scanner.t + timedelta(days=9),
+                now=scanner.t + MANUFACTURING,
             )
-            scanner.t += timedelta(days=9)
+            scanner.t += MANUFACTURING
             _print_demo_label(uow, p["operator"], settings, product.public_id, scanner.t)
         uow.session.expire(order)  # its items and shipments change with every step
         if step.code == "start_manufacturing":
-            demo_quality.accept(uow, p, order.public_id, stage, scanner.t + timedelta(hours=1))
+            # Inside the shortest pause before the step, so the decision precedes the start.
+            demo_quality.accept(uow, p, order.public_id, stage, scanner.t + timedelta(seconds=10))
         elif step.code == "qa_release":
             demo_quality.test_results(uow, p, order.id, stage, scanner.t)
         scanner.perform(step)
@@ -552,7 +564,7 @@ def _play_journey(
             if stage == demo_quality.REJECTED_STAGE:
                 demo_quality.accept(uow, p, order.public_id, stage, scanner.t + timedelta(hours=1))
             elif stage == demo_quality.IN_PROGRESS_STAGE:
-                demo_quality.partial_results(uow, p, order.id, scanner.t + timedelta(hours=6))
+                demo_quality.partial_results(uow, p, order.id, scanner.t + timedelta(hours=1))
             return
     raise AssertionError(f"demo depth {depth!r} is not a step of {scanner.journey.variant}")
 

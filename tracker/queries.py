@@ -16,7 +16,8 @@ from tracker.models import Item
 from tracker.models import PatientIdentity
 from tracker.models import Site
 from tracker.models import TherapyOrder
-from tracker.services.custody import verify_chain_for
+from tracker.services.custody import chain_report
+from tracker.services.custody import order_chain_key
 from tracker.services.principals import Principal
 from tracker.services.principals import scope_orders
 
@@ -184,7 +185,7 @@ def order_detail(session: Session, principal: Principal, public_id: str) -> dict
         }
         for e in events
     ]
-    breaks = verify_chain_for(session, f"coi:{order.coi}")
+    report = chain_report(session, order_chain_key(order))
     return {
         "public_id": order.public_id,
         "coi": coi_display(order.coi),
@@ -210,9 +211,12 @@ def order_detail(session: Session, principal: Principal, public_id: str) -> dict
         "shipments": shipments,
         "timeline": timeline,
         "chain": {
-            "intact": not breaks,
-            "events": len(timeline),
-            "breaks": [{"seq": b.seq, "problem": b.problem} for b in breaks],
+            "intact": not report.breaks,
+            # The order's own chain (asset chains are verified on their own): its length
+            # and head are what the certificate bundle's manifest names too.
+            "events": report.events,
+            "head_hash": report.head_hash,
+            "breaks": [{"seq": b.seq, "problem": b.problem} for b in report.breaks],
         },
         "created_at": order.created_at,
     }

@@ -5,6 +5,7 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from tests.alert_helpers import ingest
@@ -12,11 +13,17 @@ from tests.alert_helpers import on_the_road
 from tests.alert_helpers import series
 from tests.e2e.test_api import api
 from tests.e2e.test_api import login
+from tracker.domain.signatures import record_hash
 from tracker.models import Alert
+from tracker.models import AuditEntry
 from tracker.models import LoggerImportRun
+from tracker.models import QaDisposition
+from tracker.models import Signature
 from tracker.models import TemperatureLogger
+from tracker.models import User
 from tracker.services import auth
 from tracker.services import readings
+from tracker.services.certificates import disposition_content
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "loggers"
 
@@ -220,12 +227,83 @@ def test_alerts_acknowledgement_and_exposure_through_the_api(client, new_uow, wo
         qa_token,
         "POST",
         f"/api/v1/items/{trip.bag.public_id}/dispositions",
-        {"decision": "accept", "comment": "Within stability data"},
+        {"decision": "accept", "comment": "Within stability data", "password": world.password},
     )
     assert resp.status_code == 201, resp.get_json()
     with new_uow() as uow:
         assert uow.session.get(Alert, alarm["id"]).status == "resolved"
     assert client.get(f"/api/v1/items/{trip.bag.public_id}/exposure").get_json()["hold"] is None
+
+
+@pytest.fixture
+def hot_trip(new_uow, world, clock):
+    """A bag on the road whose logger recorded 40 minutes above 8 °C (QA must decide)."""
+    trip = on_the_road(new_uow, world, clock.now())
+    ingest(new_uow, trip, series(trip.packed_at, [9.0] * 8 + [5.0]), clock.now())
+    return trip
+
+
+def _dispose(client, token, bag, body):
+    return api(client, token, "POST", f"/api/v1/items/{bag}/dispositions", body)
+
+
+def test_an_api_disposition_without_the_right_password_is_refused_and_records_nothing(
+    client, new_uow, world, settings, hot_trip
+):
+    bag = hot_trip.bag.public_id
+    token, _ = login(client, "qa")
+    body = {"decision": "accept", "comment": "Within stability data"}
+    # The password is part of the request body: without it the request is malformed.
+    missing = _dispose(client, token, bag, body)
+    assert missing.status_code == 400 and missing.get_json()["reason"] == "invalid_request"
+    wrong = _dispose(client, token, bag, {**body, "password": "not-my-password"})
+    assert wrong.status_code == 401 and wrong.get_json()["reason"] == "signature_failed"
+    with new_uow() as uow:
+        assert uow.session.scalars(select(QaDisposition)).all() == []
+        assert uow.session.scalars(select(Signature)).all() == []
+        assert uow.session.get(User, world.users["qa"].id).failed_logins == 1
+        failed = uow.session.scalars(
+            select(AuditEntry.entity_id).where(AuditEntry.action == "signature_failed")
+        ).all()
+        assert failed == [bag]
+    # Failed signatures count toward the lockout like failed logins; then even the right
+    # password is refused until the lock expires.
+    for _ in range(settings.lockout_threshold - 1):
+        last = _dispose(client, token, bag, {**body, "password": "not-my-password"})
+    assert last.status_code == 423 and last.get_json()["reason"] == "account_locked"
+    locked = _dispose(client, token, bag, {**body, "password": world.password})
+    assert locked.status_code == 423 and locked.get_json()["reason"] == "account_locked"
+    with new_uow() as uow:
+        assert uow.session.scalars(select(QaDisposition)).all() == []
+        assert uow.session.scalar(select(Alert.status).where(Alert.severity == "alarm")) == "open"
+
+
+def test_an_api_disposition_is_recorded_with_a_signature_binding_name_meaning_time_and_hash(
+    client, new_uow, world, clock, hot_trip
+):
+    bag = hot_trip.bag.public_id
+    token, _ = login(client, "qa")
+    body = {"decision": "quarantine", "comment": "Hold for review", "password": world.password}
+    resp = _dispose(client, token, bag, body)
+    assert resp.status_code == 201, resp.get_json()
+    out = resp.get_json()
+    signature = out["signature"]
+    assert out["decision"] == "quarantine" and out["item"] == bag
+    assert signature["printed_name"] == world.users["qa"].full_name
+    assert signature["meaning"] == "approval"
+    assert signature["record_type"] == "qa_disposition" and signature["record_id"] == bag
+    assert signature["signed_at"] == clock.now().isoformat().replace("+00:00", "Z")
+    with new_uow() as uow:
+        row = uow.session.get(QaDisposition, out["id"])
+        stored = uow.session.get(Signature, signature["id"])
+        assert row.decision == "quarantine" and row.decided_by_user_id == world.users["qa"].id
+        # The hash covers exactly the stored decision: change it and the signature no
+        # longer matches.
+        content = disposition_content(row, bag)
+        assert stored.record_hash == signature["record_hash"]
+        assert stored.record_hash == record_hash("qa_disposition", bag, content)
+        assert auth.signature_matches(stored, content)
+        assert not auth.signature_matches(stored, {**content, "decision": "accept"})
 
 
 def test_the_pages_show_acknowledge_and_record_decisions(client, new_uow, world, clock):

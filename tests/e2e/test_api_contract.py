@@ -92,6 +92,29 @@ def test_request_bodies_refuse_unknown_fields_and_lax_values(document):
     assert pickup == {"type": "string", "format": "date-time"}
 
 
+def test_the_document_shows_a_qa_disposition_is_e_signed_and_a_chain_answer_has_its_head(
+    document,
+):
+    schemas = document["components"]["schemas"]
+    op = document["paths"]["/api/v1/items/{public_id}/dispositions"]["post"]
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/DispositionIn"
+    }
+    assert "password" in schemas["DispositionIn"]["required"]
+    assert {"401", "423"} <= set(op["responses"])  # wrong password; locked out
+    out = schemas["DispositionOut"]
+    assert "signature" in out["required"]
+    assert out["properties"]["signature"] == {"$ref": "#/components/schemas/SignatureOut"}
+    signed = set(schemas["SignatureOut"]["required"])
+    assert {"printed_name", "meaning", "signed_at", "record_hash"} <= signed
+    chain = document["paths"]["/api/v1/orders/{public_id}/chain"]["get"]["responses"]["200"]
+    assert chain["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChainOut"
+    }
+    assert {"events", "head_hash"} <= set(schemas["ChainOut"]["required"])
+    assert schemas["ChainOut"]["properties"]["head_hash"]["pattern"] == "^[0-9a-f]{64}$"
+
+
 @pytest.mark.parametrize(
     "occurred_at",
     [
@@ -147,7 +170,12 @@ def test_a_disposition_naming_an_excursion_of_another_bag_is_not_found(
         token,
         "POST",
         f"/api/v1/items/{trip.bag.public_id}/dispositions",
-        {"decision": "quarantine", "comment": "hold", "excursion_id": 987654},
+        {
+            "decision": "quarantine",
+            "comment": "hold",
+            "excursion_id": 987654,
+            "password": world.password,
+        },
     )
     assert resp.status_code == 404 and resp.get_json()["reason"] == "not_found"
 
@@ -214,6 +242,11 @@ def test_a_body_id_beyond_a_32_bit_row_id_is_refused(client, world, new_uow, clo
         token,
         "POST",
         f"/api/v1/items/{trip.bag.public_id}/dispositions",
-        {"decision": "quarantine", "comment": "hold", "excursion_id": 2**40},
+        {
+            "decision": "quarantine",
+            "comment": "hold",
+            "excursion_id": 2**40,
+            "password": world.password,
+        },
     )
     assert resp.status_code == 400 and resp.get_json()["reason"] == "invalid_request"

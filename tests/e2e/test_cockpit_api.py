@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -14,7 +16,12 @@ from tests.conftest import WORLD_PASSWORD
 from tests.e2e.test_api import api
 from tests.e2e.test_api import login
 from tracker import verify_certificate as verifier
+from tracker.domain.chain import GENESIS
+from tracker.models import CustodyEvent
+from tracker.models import TherapyOrder
 from tracker.models import User
+from tracker.services import custody
+from tracker.services.custody import order_chain_key
 
 
 @pytest.fixture
@@ -47,6 +54,45 @@ def test_the_timeline_as_json_verifies_the_chain_and_masks_phones(client, trip):
     assert {"custody", "label", "temperature", "alert"} <= kinds
     assert all(e["link_ok"] for e in body["entries"] if e["kind"] == "custody")
     assert COURIER_PHONE not in str(body)
+
+
+def test_the_chain_answer_names_the_head_hash_a_client_can_pin(client, new_uow, world, clock, trip):
+    login(client, "coord")
+    path = f"/api/v1/orders/{trip.order.public_id}/chain"
+    first = client.get(path).get_json()
+    with new_uow() as uow:
+        order = uow.session.get(TherapyOrder, trip.order.id)
+        hashes = list(
+            uow.session.scalars(
+                select(CustodyEvent.hash)
+                .where(CustodyEvent.chain_key == order_chain_key(order))
+                .order_by(CustodyEvent.seq)
+            )
+        )
+    assert first["intact"] and first["breaks"] == []
+    assert first["events"] == len(hashes) >= 5 and first["head_hash"] == hashes[-1]
+    # The same head and length the certificate bundle signs and an auditor verifies offline.
+    manifest = client.get(f"/api/v1/orders/{trip.order.public_id}/certificate").get_json()
+    assert manifest["manifest"]["head_hash"] == first["head_hash"]
+    assert manifest["manifest"]["event_count"] == first["events"]
+    # One more custody event moves the head on: a pinned head shows the chain grew.
+    clock.advance(timedelta(minutes=5))
+    with new_uow() as uow:
+        custody.record_note(
+            uow.session,
+            order_id=trip.order.id,
+            item_id=None,
+            shipment_id=None,
+            site_id=None,
+            actor_user_id=world.users["coord"].id,
+            occurred_at=clock.now(),
+            now=clock.now(),
+            details={"note": "courier called from the road"},
+        )
+        uow.commit()
+    later = client.get(path).get_json()
+    assert later["events"] == first["events"] + 1
+    assert later["head_hash"] not in (first["head_hash"], GENESIS)
 
 
 def test_a_shipment_and_its_temperatures_as_json(client, trip):

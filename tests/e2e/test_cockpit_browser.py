@@ -9,11 +9,15 @@ inline script or style, a failed fetch) fails the test, through the shared page 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import threading
+from datetime import timedelta
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -102,7 +106,7 @@ def test_the_dashboard_shows_every_journey_with_its_clock_today_and_the_inbox(pa
     page.wait_for_url(re.compile(r".*risk=no_clock"))
     assert {r.get_attribute("data-risk") for r in rows.all()} <= {"no_clock"}
     page.click("text=Clear")
-    assert rows.count() == 12
+    expect(rows).to_have_count(12)  # count() alone would not wait for the new page
 
 
 def test_the_dashboard_works_on_a_tablet_and_with_the_keyboard_alone(browser, live):
@@ -231,6 +235,7 @@ def test_the_shipment_page_draws_the_temperature_chart_and_says_it_in_words(page
 def test_a_coordinator_acknowledges_an_alert_from_the_inbox(page, live):
     enter(page, live)
     page.click("nav[aria-label=Main] >> text=Alerts")
+    page.wait_for_url(f"{live.base}/alerts")  # loaded: the whole list is there to count
     forms = page.locator("table[aria-label='Alerts'] form")
     before = forms.count()
     assert before >= 1
@@ -239,7 +244,8 @@ def test_a_coordinator_acknowledges_an_alert_from_the_inbox(page, live):
     first.locator("input[name=comment]").fill("Called the courier; lid re-seated")
     first.locator("button").click()
     page.wait_for_selector("text=acknowledged; escalation stopped")
-    assert page.locator("table[aria-label='Alerts'] form").count() == before - 1
+    # The message comes before the list: wait for the list, not just the message.
+    expect(page.locator("table[aria-label='Alerts'] form")).to_have_count(before - 1)
     page.click("text=All alerts")
     assert "Called the courier" in page.locator("table[aria-label='Alerts']").inner_text()
     shot(page, "cockpit-inbox-acknowledged")
@@ -281,6 +287,60 @@ def test_the_audit_trail_is_filtered_exported_and_its_review_signed(page, live, 
     page.wait_for_selector("table[aria-label='Signed reviews']")
     assert "Reviewed this patient's trail" in page.content()
     shot(page, "cockpit-audit-reviews")
+
+
+def test_a_coordinator_narrows_the_audit_by_item_user_site_and_days_and_exports_it(
+    page, live, tmp_path
+):
+    from tracker.models import AuditEntry
+    from tracker.models import Site
+    from tracker.models import User
+
+    now = SystemClock().now()
+    with live.uow() as uow:
+        # The collection nurse's latest custody change at the apheresis unit.
+        item, site = uow.session.execute(
+            select(AuditEntry.entity_id, Site.code)
+            .join(User, User.id == AuditEntry.actor_user_id)
+            .join(Site, Site.id == AuditEntry.site_id)
+            .where(
+                User.username == "collector",
+                Site.code == "CC-PRO",
+                AuditEntry.entity_type == "item",
+                AuditEntry.action == "custody_transition",
+            )
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        ).one()
+    enter(page, live)  # a coordinator, who sees the trail of their sites
+    page.click("nav[aria-label=Main] >> text=Audit")
+    page.wait_for_url(f"{live.base}/audit")
+    page.fill("#item", item)
+    page.fill("#user", "collector")
+    page.select_option("#site", "CC-PRO")
+    page.fill("#from", (now - timedelta(days=60)).date().isoformat())
+    page.fill("#to", now.date().isoformat())
+    page.click("button:has-text('Search')")
+    page.wait_for_url(re.compile(r".*item=.*user=collector.*site=CC-PRO"))
+    rows = page.locator("table[aria-label='Audit entries'] tbody tr")
+    expect(rows.first).to_be_visible()
+    shown = rows.all_inner_texts()
+    assert shown and all("collector" in r and site in r for r in shown)
+    assert "custody_transition" in rows.evaluate_all("rs => rs.map(r => r.dataset.action)")
+    shot(page, "cockpit-audit-coordinator-filtered")
+    with page.expect_download() as csv_file:
+        page.click("[data-testid=export-csv]")
+    saved = tmp_path / "coordinator-audit.csv"
+    csv_file.value.save_as(saved)
+    exported = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
+    assert len(exported) == len(shown)
+    assert {r["username"] for r in exported} == {"collector"}
+    assert {r["site"] for r in exported} == {site}
+    # The same search on days long before the demo finds nothing.
+    page.fill("#from", "2001-01-01")
+    page.fill("#to", "2001-01-31")
+    page.click("button:has-text('Search')")
+    expect(page.get_by_text("No entry matches.")).to_be_visible()
 
 
 def _render_pdf(path, name):
@@ -417,6 +477,47 @@ def test_text_on_the_cockpit_pages_meets_wcag_aa_contrast(page, live):
     assert page.evaluate(CONTRAST, selectors) == []
     page.goto(f"{live.base}/audit")
     assert page.evaluate(CONTRAST, selectors) == []
+
+
+FOCUS_WALK = """
+(steps) => ({
+  tag: document.activeElement.tagName,
+  id: document.activeElement.id || document.activeElement.textContent.trim().slice(0, 30),
+  outline: getComputedStyle(document.activeElement).outlineStyle,
+  width: getComputedStyle(document.activeElement).outlineWidth,
+})
+"""
+
+
+def test_every_cockpit_page_shows_where_the_keyboard_focus_is(page, live):
+    """WCAG 2.4.7: tabbing through each page, every element that takes the focus shows it."""
+    enter(page, live)
+    with live.uow() as uow:
+        from tracker.models import Shipment
+
+        order = uow.session.scalar(select(TherapyOrder.public_id).order_by(TherapyOrder.id.desc()))
+        shipment = uow.session.scalar(select(Shipment.public_id).order_by(Shipment.id))
+    paths = [
+        "/dashboard",
+        "/alerts",
+        "/audit",
+        f"/orders/{order}/journey",
+        f"/shipments/{shipment}",
+        "/orders",
+        "/labels",
+        "/schedules/",
+    ]
+    for path in paths:
+        page.goto(f"{live.base}{path}")
+        reached = []
+        for _ in range(25):
+            page.keyboard.press("Tab")
+            state = page.evaluate(FOCUS_WALK)
+            if state["tag"] == "BODY":
+                break
+            reached.append(state)
+            assert state["outline"] != "none" and state["width"] != "0px", (path, state)
+        assert len({(r["tag"], r["id"]) for r in reached}) >= 5, (path, reached)
 
 
 def test_a_scan_lands_on_the_dashboard_and_a_refused_one_stands_out(page, live):

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from tests.conftest import reset_database
@@ -79,8 +80,10 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    # A loaded 2-core CI machine can take longer than Playwright's 30 s default.
+    # A loaded 2-core CI machine can take longer than Playwright's 30 s default (and than
+    # the 5 s default of web-first expectations).
     page.set_default_timeout(90_000)
+    expect.set_options(timeout=90_000)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     yield page
@@ -113,7 +116,7 @@ def test_a_coordinator_logs_in_and_sees_the_demo_journeys(page, live_server):
     page.wait_for_url(f"{live_server}/dashboard")
     page.click("nav[aria-label=Main] >> text=Therapy orders")
     rows = page.locator("table[aria-label='Therapy orders'] tbody tr")
-    assert rows.count() == 12
+    expect(rows).to_have_count(12)  # waits for the list; count() would not
     stages = set(page.locator(".stage").all_inner_texts())
     assert {"ordered", "collection", "manufacturing", "infused"} <= stages
     shot(page, "orders")
@@ -129,8 +132,8 @@ def test_the_order_page_shows_identifiers_items_and_a_verified_timeline(page, li
     assert page.locator("[data-testid=coi]").inner_text().startswith("&/CH")
     assert page.locator("[data-testid=identity]").is_visible()
     items = page.locator("table[aria-label='Linked items'] tbody tr")
-    assert items.count() == 2  # the apheresis bag and the product made from it
-    assert page.locator("ol.timeline li").count() >= 15
+    expect(items).to_have_count(2)  # the apheresis bag and the product made from it
+    expect(page.locator("ol.timeline li").nth(14)).to_be_attached()  # 15 events or more
     shot(page, "order")
 
 

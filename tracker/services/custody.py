@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -628,7 +629,28 @@ def record_note(
 
 def verify_chain_for(session: Session, chain_key: str) -> list[chain.ChainBreak]:
     """Recompute one chain (an order's or an asset's) and return its breaks."""
-    return verify_chains(session, chain_key=chain_key).get(chain_key, [])
+    return chain_report(session, chain_key).breaks
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """One chain recomputed: its breaks, its length and the hash of its last event."""
+
+    breaks: list[chain.ChainBreak]
+    events: int
+    head_hash: str  # GENESIS for an empty chain; a client pins this value
+
+
+def chain_report(session: Session, chain_key: str) -> ChainReport:
+    """Recompute one chain and report its head, so a caller can pin what it verified."""
+    stmt = select(CustodyEvent).where(CustodyEvent.chain_key == chain_key)
+    rows = list(session.scalars(stmt.order_by(CustodyEvent.seq)))
+    chained = [chain.ChainedEvent(r.seq, r.prev_hash, r.hash, event_fields(r)) for r in rows]
+    return ChainReport(
+        breaks=chain.verify(chained),
+        events=len(rows),
+        head_hash=rows[-1].hash if rows else chain.GENESIS,
+    )
 
 
 def verify_chains(

@@ -204,7 +204,14 @@ class ChainBreakOut(Strict):
 
 class ChainOut(Strict):
     intact: bool
-    events: int
+    events: int = Field(description="Events in the order's chain, genesis excluded.")
+    head_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "SHA-256 of the chain's last event (64 zeros while it is empty): pin it, and "
+            "compare it with a certificate's head hash or a later answer."
+        ),
+    )
     breaks: list[ChainBreakOut]
 
 

@@ -20,6 +20,8 @@ from tracker.domain.errors import TrackerError
 from tracker.domain.loggers import Reading
 from tracker.services import alerts
 from tracker.services import readings
+from tracker.services import signoffs
+from tracker.web.api import SignatureOut
 from tracker.web.api import bp
 from tracker.web.api import registry
 from tracker.web.auth import current_principal
@@ -113,12 +115,18 @@ class DispositionIn(Strict):
     decision: Decision
     comment: str = Field(min_length=1, max_length=2000)
     excursion_id: DbId | None = None
+    password: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The decider's password, re-entered: the decision is e-signed (approval).",
+    )
 
 
 class DispositionOut(Strict):
     id: int
     item: str
     decision: str
+    signature: SignatureOut
 
 
 class ExposureExcursionOut(Strict):
@@ -420,28 +428,42 @@ def acknowledge(alert_id: int, payload: AckIn) -> ResponseReturnValue:
     bp,
     "/items/<public_id>/dispositions",
     "POST",
-    summary="QA disposition for a bag: accept, quarantine or discard (gates custody)",
+    summary=(
+        "QA disposition for a bag: accept, quarantine or discard (gates custody); e-signed "
+        "with the password re-entered, like the page"
+    ),
     body=DispositionIn,
     response=DispositionOut,
     status=201,
     tag="alerts",
-    errors=(400, 401, 403, 404, 409),
+    errors=(400, 401, 403, 404, 409, 423),
+    caller="person",
 )
 def dispose(public_id: str, payload: DispositionIn) -> ResponseReturnValue:
     rt = runtime()
     with rt.uow() as uow:
-        row = alerts.record_disposition(
+        # Part 11: the decision is recorded only with its signature (a wrong password is
+        # counted toward lockout and nothing else is stored).
+        row, signature = signoffs.record_signed_disposition(
             uow=uow,
+            hasher=rt.hasher,
+            settings=rt.settings,
             principal=current_principal(),
             item_public_id=public_id,
             decision=payload.decision,
             comment=payload.comment,
+            password=payload.password,
             excursion_id=payload.excursion_id,
             now=rt.clock.now(),
         )
         uow.commit()
-        out = DispositionOut(id=row.id, item=public_id, decision=row.decision)
-    return jsonify(out.model_dump()), 201
+        out = DispositionOut(
+            id=row.id,
+            item=public_id,
+            decision=row.decision,
+            signature=SignatureOut.model_validate(signature, from_attributes=True),
+        )
+    return jsonify(out.model_dump(mode="json")), 201
 
 
 @registry.route(
