@@ -51,6 +51,32 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Any) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode rebuilds a SQLite table by copy, drop and rename; with foreign keys on,
+        # dropping a table other rows point at fails (or cascades). Off for the migration, and
+        # every reference is checked before they are switched back on.
+        _sqlite_pragma(connection, "foreign_keys=OFF")
+    try:
+        _configure_and_run(connection)
+    finally:
+        if sqlite:
+            _sqlite_pragma(connection, "foreign_keys=ON")
+    if sqlite:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+
+
+def _sqlite_pragma(connection: Any, pragma: str) -> None:
+    # The foreign_keys pragma is ignored inside a transaction: issue it on the driver's
+    # connection only when none is open (a caller's own transaction keeps its setting).
+    raw = connection.connection.driver_connection
+    if not raw.in_transaction:
+        raw.execute(f"PRAGMA {pragma}")
+
+
+def _configure_and_run(connection: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -505,6 +505,8 @@ ALERT_KINDS = [
     "shipper_hold",
     "deadline_warning",
     "deadline_breach",
+    "material_rejected",  # quality: starting material failed acceptance, re-collection needed
+    "release_after_ld",  # quality: a lot's expected release falls after the planned LD start
 ]
 DEADLINE_KINDS = [
     "pickup_by",

@@ -285,6 +285,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_physician_acknowledgements_lot_id", ["lot_id"], unique=False)
 
     _create_append_only_triggers()
+    _alert_kinds(ALERT_KINDS + QUALITY_ALERT_KINDS)
 
 
 APPEND_ONLY_TABLES = (
@@ -359,6 +360,7 @@ def _drop_append_only_triggers() -> None:
 
 
 def downgrade() -> None:
+    _alert_kinds(ALERT_KINDS)
     _drop_append_only_triggers()
     with op.batch_alter_table("physician_acknowledgements", schema=None) as batch_op:
         batch_op.drop_index("ix_physician_acknowledgements_lot_id")
@@ -380,3 +382,24 @@ def downgrade() -> None:
         batch_op.drop_index("ix_material_acceptances_order_id")
 
     op.drop_table("material_acceptances")
+
+
+# The alerts a quality decision raises get kinds of their own, so an inbox (or a count of
+# missed deadlines) never mistakes a rejected material for a missed handoff.
+ALERT_KINDS = (
+    "deadline_breach",
+    "deadline_warning",
+    "logger_silent",
+    "shipper_hold",
+    "temperature_excursion",
+)
+QUALITY_ALERT_KINDS = ("material_rejected", "release_after_ld")
+
+
+def _alert_kinds(kinds: Sequence[str]) -> None:
+    allowed = ", ".join(f"'{kind}'" for kind in sorted(kinds))
+    # SQLite rebuilds the table for this; sms rows point at alerts, so the rebuild runs with
+    # foreign keys off (see migrations/env.py) and is checked afterwards.
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_alerts_kind"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_alerts_kind"), f"kind IN ({allowed})")

@@ -200,6 +200,7 @@ def test_a_rejection_alerts_the_coordinator_with_the_plans_knock_on_and_blocks_m
     with new_uow() as uow:
         alert = uow.session.scalar(select(Alert).where(Alert.order_id == j.order.id))
         assert alert is not None and alert.site_id == world.sites["TC1"].id
+        assert alert.kind == "material_rejected"
         assert "re-collection" in alert.title and alert.details["moves"] == knock["moves"]
     sc.ok(driver.scan("operator", "start_manufacturing", sc.coi_code(j.order), site="MF1"))
     body = driver.scan("operator", "start_manufacturing", sc.din_code(j.bags[0]), site="MF1").body
@@ -466,7 +467,7 @@ def test_a_late_test_moves_the_expected_release_and_alerts_before_lymphodepletio
         uow.commit()
     with new_uow() as uow:
         alerts = [
-            (a.details["quality"], a.details["expected_release"], a.site_id, a.title)
+            (a.kind, a.details["expected_release"], a.site_id, a.title)
             for a in uow.session.scalars(select(Alert).where(Alert.order_id == j.order.id))
         ]
     assert len(alerts) == 1

@@ -36,6 +36,8 @@ class AlertKind(StrEnum):
     shipper_hold = "shipper_hold"
     deadline_warning = "deadline_warning"
     deadline_breach = "deadline_breach"
+    material_rejected = "material_rejected"
+    release_after_ld = "release_after_ld"
 
 
 class Notify(StrEnum):

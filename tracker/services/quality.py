@@ -275,7 +275,7 @@ def _recollection(
     alerts.raise_alert(
         session,
         dedupe_key=f"quality:rejected:{acceptance.id}",
-        kind=AlertKind.deadline_breach,
+        kind=AlertKind.material_rejected,
         severity="alarm",
         notify=Notify.in_app,
         title=f"Starting material rejected ({failed}): re-collection needed",
@@ -610,7 +610,7 @@ def check_release_against_plan(session: Session, lot: ManufacturingLot, now: dat
     alerts.raise_alert(
         session,
         dedupe_key=f"quality:after_ld:{lot.code}:{ld:%Y%m%d%H%M}:{est.expected_at:%Y%m%d}",
-        kind=AlertKind.deadline_warning,
+        kind=AlertKind.release_after_ld,
         severity="alarm",
         notify=Notify.in_app,
         title=(
