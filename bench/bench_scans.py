@@ -59,6 +59,7 @@ from tracker.domain.journey import default_journey  # noqa: E402
 from tracker.domain.journey import journey_to_data  # noqa: E402
 from tracker.services import auth  # noqa: E402
 from tracker.services import custody  # noqa: E402
+from tracker.services import labels  # noqa: E402
 from tracker.services import orders  # noqa: E402
 from tracker.services.principals import principal_for_user  # noqa: E402
 from tracker.unit_of_work import UnitOfWork  # noqa: E402
@@ -96,8 +97,10 @@ def reset(settings: Settings) -> None:
     migrate.upgrade(settings.database_url)
 
 
-def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], dict]:
-    """Sites, 16 nurses with a scanner each, a profile whose journey starts at labelling."""
+def seed(
+    settings: Settings, per_scanner: int, scanners: int = SCANNERS
+) -> tuple[list[str], list[str], dict]:
+    """Sites, nurses with a scanner each, a profile whose journey starts at labelling."""
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     now = datetime.now(UTC)
@@ -126,7 +129,7 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
             now=now,
         )
         nurses, devices = [], []
-        for n in range(SCANNERS):
+        for n in range(scanners):
             auth.create_user(
                 uow=uow,
                 hasher=hasher,
@@ -158,8 +161,9 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
         )
         uow.commit()
         principal = principal_for_user(coordinator)
+        label_ctx = labels.LabelContext.from_settings(settings)
         for phase in ("app", "paced", "direct"):
-            for n in range(SCANNERS):
+            for n in range(scanners):
                 work[phase][n] = []
                 for i in range(per_scanner if phase != "paced" else max(2, per_scanner // 2)):
                     patient = orders.register_patient(
@@ -192,6 +196,18 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
                         )
                         for _ in range(2)
                     ]
+                    for bag in bags:
+                        # "Label applied" needs a successful print (custody refuses it
+                        # otherwise): print each bag's label, as ZPL text (cheap to render).
+                        labels.print_label(
+                            uow=uow,
+                            principal=principal,
+                            ctx=label_ctx,
+                            kind=labels.label_kinds_for(bag.kind)[0],
+                            target_public_id=bag.public_id,
+                            now=now,
+                            output="zpl",
+                        )
                     work[phase][n].append(
                         Work(
                             order.id,
@@ -203,9 +219,9 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
                     )
                 uow.commit()
             # Each scanner's wrong-patient attempt uses the next scanner's bag.
-            for n in range(SCANNERS):
+            for n in range(scanners):
                 for i, w in enumerate(work[phase][n]):
-                    w.intruder = work[phase][(n + 1) % SCANNERS][i].bags[0]
+                    w.intruder = work[phase][(n + 1) % scanners][i].bags[0]
     engine.dispose()
     return nurses, devices, work
 
@@ -322,7 +338,12 @@ class Client:
 
 
 def run_app(
-    port: int, nurses: list[str], devices: list[str], work: dict, pace: float | None = None
+    port: int,
+    nurses: list[str],
+    devices: list[str],
+    work: dict,
+    pace: float | None = None,
+    server_pgid: int | None = None,
 ) -> dict:
     """Every scanner scans as fast as answers come (closed loop), or one scan every ``pace``
     seconds (a paced load: the answer time is then latency, not queueing)."""
@@ -358,18 +379,51 @@ def run_app(
                 if status != expected:
                     surprises.append(f"{step} {expected} -> {answer[:160]}")
 
-    return _timed(scanner, barrier, latencies, surprises)
+    return _timed(scanner, barrier, latencies, surprises, server_pgid)
 
 
-def _timed(scanner, barrier, latencies, surprises) -> dict:  # type: ignore[no-untyped-def]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_group(pgid: int | None) -> float:
+    """CPU seconds (user + system) used so far by the processes of one process group."""
+    if pgid is None:
+        return 0.0
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core together."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / TICK, sum(values) / TICK
+
+
+def _timed(scanner, barrier, latencies, surprises, server_pgid=None) -> dict:  # type: ignore[no-untyped-def]
     threads = [threading.Thread(target=scanner, args=(n,)) for n in range(SCANNERS)]
     for t in threads:
         t.start()
     barrier.wait()
     start = time.perf_counter()
+    client0, server0, (busy0, all0) = (
+        time.process_time(),
+        _cpu_of_group(server_pgid),
+        _machine_busy(),
+    )
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    client = time.process_time() - client0
+    server = _cpu_of_group(server_pgid) - server0
+    busy1, all1 = _machine_busy()
     flat = sorted(x for per in latencies for x in per)
     return {
         "scans": len(flat),
@@ -378,6 +432,12 @@ def _timed(scanner, barrier, latencies, surprises) -> dict:  # type: ignore[no-u
         "p50": statistics.quantiles(flat, n=100)[49] * 1000,
         "p99": statistics.quantiles(flat, n=100)[98] * 1000,
         "surprises": surprises,
+        # CPU milliseconds per scan: the load generator (this process), the app server, and
+        # everything on the machine (PostgreSQL and whatever else runs) together.
+        "client_ms": client / len(flat) * 1000,
+        "server_ms": server / len(flat) * 1000,
+        "machine_ms": (busy1 - busy0) / len(flat) * 1000,
+        "machine_busy": (busy1 - busy0) / max(all1 - all0, 1e-9),
     }
 
 
@@ -641,8 +701,8 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(port)
     try:
-        app = run_app(port, nurses, devices, work["app"])
-        paced = run_app(port, nurses, devices, work["paced"], pace=PACE)
+        app = run_app(port, nurses, devices, work["app"], server_pgid=server.pid)
+        paced = run_app(port, nurses, devices, work["paced"], pace=PACE, server_pgid=server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -661,6 +721,12 @@ def main() -> None:
         print(
             f"{name:<28} {r['scans']:6d} scans {r['seconds']:7.2f} s {r['rate']:8.1f} scans/s"
             f"   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms"
+        )
+    print("\nCPU per scan (ms): client = the load generator, server = gunicorn, machine = all")
+    for name, r in (("app over HTTP (gunicorn)", app), ("direct SQL (psycopg)", direct)):
+        print(
+            f"{name:<28} client {r['client_ms']:5.2f}   server {r['server_ms']:5.2f}   "
+            f"machine {r['machine_ms']:5.2f}   (machine {r['machine_busy'] * 100:.0f}% busy)"
         )
     print(f"\nstatements per scan: app {statements:.1f}, direct {direct['statements']:.1f}")
     print(f"app / direct rate: {app['rate'] / direct['rate']:.2f}")

@@ -805,7 +805,24 @@ def _complete(
     for req in step.scans:
         if req.to_state is None:
             continue
-        for token in sorted(progress.done.get(req.key, frozenset()), key=int):
+        tokens = sorted(progress.done.get(req.key, frozenset()), key=int)
+        if tokens and all(int(t) in facts.public_ids for t in tokens):
+            # The order's bags: through the custody service together, every check per bag.
+            custody.change_items_state(
+                uow=uow,
+                principal=principal,
+                order_id=order.id,
+                item_ids=[int(t) for t in tokens],
+                to_state=req.to_state,
+                now=now,
+                occurred_at=occurred,
+                site_code=site_code,
+                reason=reason,
+                details=details,
+            )
+            moved = True
+            continue
+        for token in tokens:
             # One item at a time through the custody service and every check it makes (a
             # shipper is no bag of the order: it moves on its own asset chain, no reason).
             bag = facts.public_ids.get(int(token))
