@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-import re
 import sys
 import time
 import uuid
-from datetime import UTC
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scans import PASSWORD  # noqa: E402
 from bench_scans import URL  # noqa: E402
+from bench_scans import login_test_client  # noqa: E402
 from bench_scans import plan  # noqa: E402
 from bench_scans import reset  # noqa: E402
+from bench_scans import scan_body  # noqa: E402
 from bench_scans import seed  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
@@ -50,26 +48,14 @@ def main() -> None:
         statements.append(" ".join(statement.split()))
 
     event.listen(engine, "before_cursor_execute", note)
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    client.post("/login", data={"username": nurses[0], "password": PASSWORD, "csrf_token": token})
-    page = client.get("/scan/").get_data(as_text=True)
-    csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    client, csrf = login_test_client(app, nurses[0])
 
     per_scan: list[tuple[str, str, str, list[str], float, float]] = []
     profiler = cProfile.Profile()
     for w in work["app"][0][:orders]:
         run = {"collect_label_bags": str(uuid.uuid4()), "collect_bags": str(uuid.uuid4())}
         for step, raw, expected in plan(w):
-            body = {
-                "raw": raw,
-                "device": devices[0],
-                "step": step,
-                "nonce": str(uuid.uuid4()),
-                "client_at": datetime.now(UTC).isoformat(),
-                "run": run[step],
-            }
+            body = scan_body(devices[0], step, raw, run[step])
             statements.clear()
             start, cpu = time.perf_counter(), time.process_time()
             if top:
