@@ -5,18 +5,22 @@ Run: TRACKER_BENCH_DATABASE_URL=postgresql+psycopg://tracker:tracker@127.0.0.1:5
      .venv/bin/python bench/bench_scans.py [orders_per_scanner]
 
 The database is emptied and migrated first (it is the bench database, nothing else). Each
-scanner works through its own orders, each with two registered bags, the way a collection
-nurse does: "confirm labels applied" (wristband, bag, bag: the last scan completes the step
-and labels both bags), one wrong-patient bag (refused, stored), then "collection complete"
-(wristband, bag, bag). That is 7 scans per order: 2 start a step, 2 complete one (four custody
-transitions with hash-chained events and audit rows), 1 is refused, 2 are plain accepts.
+scanner works through its own orders, each with two registered bags whose labels were printed,
+the way a collection nurse does: "confirm labels applied" (wristband, bag, bag: the last scan
+completes the step and labels both bags), one wrong-patient bag (refused, stored), then
+"collection complete" (wristband, bag, bag). That is 7 scans per order: 2 start a step, 2
+complete one (four custody transitions with hash-chained events, audit rows and deadlines),
+1 is refused, 2 are plain accepts. Every answer is checked against the expected one.
 
-The baseline issues, per scan, the statements a lean hand-written implementation of the same
-decision needs against the same schema (user and roles, nonce, device, run context, code
-lookup, order row lock, item row lock, run, progress, journey position, deviations, and the
-same inserts and updates), with psycopg and 16 threads, each on its own connection. The app
-adds HTTP, Flask, session cookies, validation and the ORM on top; its statement count per
-scan is measured in-process and printed beside the baseline's.
+The baseline (``Direct``) issues, scan for scan, the statements the app issues (listed
+in-process for one order through the Flask test client and compared by verb and table; the
+bench prints any difference), with psycopg and 16 threads, each on its own connection. The
+app adds HTTP, Flask, session cookies, validation and the ORM on top.
+
+CPU per scan is printed for the load generator (this process: 16 threads of http.client),
+gunicorn, and the whole machine (PostgreSQL and anything else running): on a small shared
+machine the load generator and the database compete with the app for the same cores.
+``bench/profile_scan.py`` shows where a scan's time goes.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import date
 from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,6 +66,7 @@ from tracker.domain.journey import default_journey  # noqa: E402
 from tracker.domain.journey import journey_to_data  # noqa: E402
 from tracker.services import auth  # noqa: E402
 from tracker.services import custody  # noqa: E402
+from tracker.services import labels  # noqa: E402
 from tracker.services import orders  # noqa: E402
 from tracker.services.principals import principal_for_user  # noqa: E402
 from tracker.unit_of_work import UnitOfWork  # noqa: E402
@@ -96,8 +104,10 @@ def reset(settings: Settings) -> None:
     migrate.upgrade(settings.database_url)
 
 
-def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], dict]:
-    """Sites, 16 nurses with a scanner each, a profile whose journey starts at labelling."""
+def seed(
+    settings: Settings, per_scanner: int, scanners: int = SCANNERS
+) -> tuple[list[str], list[str], dict]:
+    """Sites, nurses with a scanner each, a profile whose journey starts at labelling."""
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     now = datetime.now(UTC)
@@ -126,7 +136,7 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
             now=now,
         )
         nurses, devices = [], []
-        for n in range(SCANNERS):
+        for n in range(scanners):
             auth.create_user(
                 uow=uow,
                 hasher=hasher,
@@ -158,8 +168,9 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
         )
         uow.commit()
         principal = principal_for_user(coordinator)
+        label_ctx = labels.LabelContext.from_settings(settings)
         for phase in ("app", "paced", "direct"):
-            for n in range(SCANNERS):
+            for n in range(scanners):
                 work[phase][n] = []
                 for i in range(per_scanner if phase != "paced" else max(2, per_scanner // 2)):
                     patient = orders.register_patient(
@@ -192,6 +203,18 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
                         )
                         for _ in range(2)
                     ]
+                    for bag in bags:
+                        # "Label applied" needs a successful print (custody refuses it
+                        # otherwise): print each bag's label, as ZPL text (cheap to render).
+                        labels.print_label(
+                            uow=uow,
+                            principal=principal,
+                            ctx=label_ctx,
+                            kind=labels.label_kinds_for(bag.kind)[0],
+                            target_public_id=bag.public_id,
+                            now=now,
+                            output="zpl",
+                        )
                     work[phase][n].append(
                         Work(
                             order.id,
@@ -203,9 +226,9 @@ def seed(settings: Settings, per_scanner: int) -> tuple[list[str], list[str], di
                     )
                 uow.commit()
             # Each scanner's wrong-patient attempt uses the next scanner's bag.
-            for n in range(SCANNERS):
+            for n in range(scanners):
                 for i, w in enumerate(work[phase][n]):
-                    w.intruder = work[phase][(n + 1) % SCANNERS][i].bags[0]
+                    w.intruder = work[phase][(n + 1) % scanners][i].bags[0]
     engine.dispose()
     return nurses, devices, work
 
@@ -322,7 +345,12 @@ class Client:
 
 
 def run_app(
-    port: int, nurses: list[str], devices: list[str], work: dict, pace: float | None = None
+    port: int,
+    nurses: list[str],
+    devices: list[str],
+    work: dict,
+    pace: float | None = None,
+    server_pgid: int | None = None,
 ) -> dict:
     """Every scanner scans as fast as answers come (closed loop), or one scan every ``pace``
     seconds (a paced load: the answer time is then latency, not queueing)."""
@@ -358,18 +386,51 @@ def run_app(
                 if status != expected:
                     surprises.append(f"{step} {expected} -> {answer[:160]}")
 
-    return _timed(scanner, barrier, latencies, surprises)
+    return _timed(scanner, barrier, latencies, surprises, server_pgid)
 
 
-def _timed(scanner, barrier, latencies, surprises) -> dict:  # type: ignore[no-untyped-def]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_group(pgid: int | None) -> float:
+    """CPU seconds (user + system) used so far by the processes of one process group."""
+    if pgid is None:
+        return 0.0
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core together."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / TICK, sum(values) / TICK
+
+
+def _timed(scanner, barrier, latencies, surprises, server_pgid=None) -> dict:  # type: ignore[no-untyped-def]
     threads = [threading.Thread(target=scanner, args=(n,)) for n in range(SCANNERS)]
     for t in threads:
         t.start()
     barrier.wait()
     start = time.perf_counter()
+    client0, server0, (busy0, all0) = (
+        time.process_time(),
+        _cpu_of_group(server_pgid),
+        _machine_busy(),
+    )
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    client = time.process_time() - client0
+    server = _cpu_of_group(server_pgid) - server0
+    busy1, all1 = _machine_busy()
     flat = sorted(x for per in latencies for x in per)
     return {
         "scans": len(flat),
@@ -378,6 +439,12 @@ def _timed(scanner, barrier, latencies, surprises) -> dict:  # type: ignore[no-u
         "p50": statistics.quantiles(flat, n=100)[49] * 1000,
         "p99": statistics.quantiles(flat, n=100)[98] * 1000,
         "surprises": surprises,
+        # CPU milliseconds per scan: the load generator (this process), the app server, and
+        # everything on the machine (PostgreSQL and whatever else runs) together.
+        "client_ms": client / len(flat) * 1000,
+        "server_ms": server / len(flat) * 1000,
+        "machine_ms": (busy1 - busy0) / len(flat) * 1000,
+        "machine_busy": (busy1 - busy0) / max(all1 - all0, 1e-9),
     }
 
 
@@ -386,17 +453,40 @@ def _timed(scanner, barrier, latencies, surprises) -> dict:  # type: ignore[no-u
 # ---------------------------------------------------------------------------------------------
 
 
+_ITEM_ROW = (
+    "items.id, items.public_id, items.kind, items.state, items.order_id, items.site_id, "
+    "items.parent_id, items.din, items.container, items.product_code, items.lot, items.serial, "
+    "items.charged_at, items.validated_hold_hours, items.created_at, items.version_id, "
+    "s.id, s.code, s.name, s.kind, s.timezone, s.address, s.created_at"
+)
+_DEADLINE_ROW = (
+    "id, dedupe_key, kind, label, due_at, warn_at, order_id, item_id, shipment_id, site_id, "
+    "profile_id, profile_version, status, warned_at, breached_at, closed_at, created_at, "
+    "updated_at"
+)
+
+
 class Direct:
-    """The statements of one scan, hand-written, on one psycopg connection."""
+    """The statements the app issues for one scan, hand-written, on one psycopg connection.
+
+    Statement for statement what ``bench/profile_scan.py --sql`` lists for the app (the same
+    tables, joins, row locks, savepoint, inserts and updates, in the same transactions: the
+    session check, then the scan), minus what only Python needs: no ORM, no HTTP, and the
+    verdict is known in advance. ``main`` compares the two lists and prints any difference.
+    The app's pool pings a connection when a request checks it out; a dedicated connection
+    needs no ping, so the baseline sends none.
+    """
 
     def __init__(self, dsn: str, user_id: int, device: str) -> None:
         self.conn = psycopg.connect(dsn, options="-c timezone=UTC")
         self.user_id, self.device = user_id, device
-        self.run_ids: dict[str, int] = {}
         self.statements = 0
+        self.log: list[str] | None = None
 
     def q(self, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
         self.statements += 1
+        if self.log is not None:
+            self.log.append(sql)
         cur = self.conn.execute(sql, params)
         return cur.fetchall() if cur.description else []
 
@@ -404,167 +494,267 @@ class Direct:
         now = datetime.now(UTC)
         nonce = str(uuid.uuid4())
         q = self.q
-        with self.conn.transaction():
-            # the session's user and roles
-            q("SELECT id, full_name, session_version FROM users WHERE id = %s", (self.user_id,))
-            q("SELECT role, site_id FROM role_assignments WHERE user_id = %s", (self.user_id,))
-        with self.conn.transaction():
+        # The session check: the user and every role, then the transaction ends.
+        q(
+            "SELECT u.username, u.full_name, u.active, u.session_version, r.role, r.site_id "
+            "FROM users u LEFT OUTER JOIN role_assignments r ON r.user_id = u.id WHERE u.id = %s",
+            (self.user_id,),
+        )
+        self.conn.rollback()
+        device_id, site_id, _, _, _, site_code = q(
+            "SELECT d.id, d.site_id, d.kind, d.active, s.kind, s.code FROM devices d "
+            "JOIN sites s ON s.id = d.site_id WHERE d.public_id = %s",
+            (self.device,),
+        )[0]
+        context = q(
+            "SELECT r.id, r.order_id FROM step_runs r JOIN scans s ON s.run_id = r.id "
+            "WHERE s.client_run = %s ORDER BY s.id LIMIT 1",
+            (client_run,),
+        )
+        item_id = None
+        if raw.startswith("TRK"):
+            (patient,) = q("SELECT id FROM patients WHERE wristband_code = %s", (raw,))[0]
             q(
-                "SELECT id, http_status, response FROM scans WHERE device_ref = %s AND nonce = %s",
-                (self.device, nonce),
+                "SELECT id FROM therapy_orders WHERE patient_id = %s AND status = 'active'",
+                (patient,),
             )
-            device_id, site_id = q(
-                "SELECT d.id, d.site_id FROM devices d JOIN sites s ON s.id = d.site_id "
-                "WHERE d.public_id = %s",
-                (self.device,),
+            scanned_order = w.order_id
+        else:
+            row = q(
+                f"SELECT {_ITEM_ROW} FROM items LEFT OUTER JOIN sites s ON s.id = items.site_id "
+                "WHERE items.din = %s AND items.kind IN ('apheresis_bag', 'final_product_bag')",
+                (raw[1:14],),
             )[0]
-            context = q(
-                "SELECT r.id, r.order_id FROM step_runs r JOIN scans s ON s.run_id = r.id "
-                "WHERE s.client_run = %s ORDER BY s.id LIMIT 1",
-                (client_run,),
-            )
-            item_id = None
-            if raw.startswith("TRK"):
-                (patient,) = q("SELECT id FROM patients WHERE wristband_code = %s", (raw,))[0]
-                q(
-                    "SELECT id FROM therapy_orders WHERE patient_id = %s AND status = 'active'",
-                    (patient,),
-                )
-                scanned_order = w.order_id
-            else:
-                item_id, scanned_order, state = q(
-                    "SELECT id, order_id, state FROM items WHERE din = %s AND kind IN "
-                    "('apheresis_bag', 'final_product_bag')",
-                    (raw[1:14],),
-                )[0]
-            order_id = context[0][1] if context else scanned_order
-            q(
-                "SELECT o.id, o.public_id, o.coi, p.data FROM therapy_orders o "
-                "JOIN product_profiles p ON p.id = o.product_profile_id "
-                "WHERE o.id = %s FOR UPDATE OF o",
-                (order_id,),
-            )
-            if item_id is not None and scanned_order == order_id:
-                q("SELECT state, site_id FROM items WHERE id = %s FOR UPDATE", (item_id,))
-            run = (
-                q("SELECT id, status FROM step_runs WHERE id = %s", (context[0][0],))
-                if context
-                else q(
-                    "SELECT id, status FROM step_runs WHERE order_id = %s AND step = %s "
-                    "AND status = 'open'",
-                    (order_id, step),
-                )
-            )
-            q("SELECT id, public_id, kind, state FROM items WHERE order_id = %s", (order_id,))
-            if run:
-                q(
-                    "SELECT requirement, token, user_id FROM scans WHERE run_id = %s "
-                    "AND result <> 'error'",
-                    (run[0][0],),
-                )
-            q(
-                "SELECT step FROM step_runs WHERE order_id = %s AND status = 'completed' AND NOT "
-                "exception ORDER BY completed_at DESC LIMIT 1",
-                (order_id,),
-            )
-            q(
-                "SELECT id FROM deviations WHERE order_id = %s AND status = 'open' LIMIT 1",
-                (order_id,),
-            )
-            result = expected  # the decision itself is the same pure function in both
-            run_id = run[0][0] if run else None
-            if result != "error" and run_id is None:
-                run_id = q(
-                    "INSERT INTO step_runs (order_id, step, exception, site_id, status, "
-                    "started_by_id, started_at, answers, version_id) VALUES "
-                    "(%s, %s, false, %s, 'open', %s, %s, '{}', 1) RETURNING id",
-                    (order_id, step, site_id, self.user_id, now),
-                )[0][0]
-            if result == "ok":
-                for bag in w.bag_ids:
-                    self._transition(w, bag, step, site_id, device_id, now)
-                q(
-                    "UPDATE step_runs SET status = 'completed', completed_at = %s, version_id = "
-                    "version_id + 1 WHERE id = %s",
-                    (now, run_id),
-                )
-            body = json.dumps({"status": result, "step": step})
-            q(
-                "INSERT INTO scans (nonce, device_ref, device_id, user_id, site_id, step, "
-                "client_run, run_id, raw, manual, kind, order_id, item_id, requirement, token, "
-                "client_at, server_at, offline, forced, result, reason, message, http_status, "
-                "response) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,false,%s,%s,%s,%s,%s,%s,%s,false,"
-                "false,%s,%s,%s,%s,%s)",
-                (
-                    nonce,
-                    self.device,
-                    device_id,
-                    self.user_id,
-                    site_id,
-                    step,
-                    client_run,
-                    None if result == "error" else run_id,
-                    raw,
-                    "bag",
-                    order_id,
-                    item_id,
-                    "x",
-                    str(item_id),
-                    now,
-                    now,
-                    result,
-                    "coi_mismatch" if result == "error" else None,
-                    "m",
-                    400 if result == "error" else 201,
-                    body,
-                ),
-            )
-        return result
-
-    def _transition(
-        self, w: Work, bag: int, step: str, site_id: int, device_id: int, now: datetime
-    ) -> None:
-        q = self.q
-        to = "labelled" if step == "collect_label_bags" else "collected"
+            item_id, scanned_order = row[0], row[4]
+        order_id = context[0][1] if context else scanned_order
         q(
-            "UPDATE items SET state = %s, site_id = %s, version_id = version_id + 1 WHERE id = %s",
-            (to, site_id, bag),
+            "SELECT o.id, o.public_id, o.coi, o.patient_id, o.collection_site_id, "
+            "o.manufacturing_site_id, o.treatment_site_id, p.starting_material, "
+            "CAST(p.data AS TEXT) FROM therapy_orders o "
+            "JOIN product_profiles p ON p.id = o.product_profile_id "
+            "WHERE o.id = %s FOR NO KEY UPDATE OF o",
+            (order_id,),
         )
-        key = f"coi:{w.coi}"
-        last = q(
-            "SELECT seq, hash FROM custody_events WHERE chain_key = %s ORDER BY seq DESC LIMIT 1",
-            (key,),
+        run_id = context[0][0] if context else None
+        position = q(
+            "SELECT (SELECT r.step FROM step_runs r WHERE r.order_id = %(o)s "
+            "AND r.status = 'completed' AND r.exception IS false "
+            "ORDER BY r.completed_at DESC, r.id DESC LIMIT 1), "
+            "(SELECT r.id FROM step_runs r WHERE r.order_id = %(o)s AND r.step = %(s)s "
+            "AND r.status = 'open'), "
+            "EXISTS (SELECT * FROM deviations d WHERE d.order_id = %(o)s AND d.status = 'open' "
+            "AND d.run_id IS DISTINCT FROM coalesce(%(r)s, (SELECT r.id FROM step_runs r "
+            "WHERE r.order_id = %(o)s AND r.step = %(s)s AND r.status = 'open')))",
+            {"o": order_id, "s": step, "r": run_id},  # type: ignore[arg-type]
         )
-        seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, chain.GENESIS)
-        fields = {"chain_key": key, "seq": seq, "item_id": bag, "to_state": to, "at": now}
-        digest = chain.event_hash(prev, fields)
+        run_id = run_id or position[0][1]
+        if run_id is not None:
+            q(
+                "SELECT id, order_id, step, exception, site_id, shipment_id, status, "
+                "started_by_id, started_at, completed_at, answers, version_id "
+                "FROM step_runs WHERE id = %s",
+                (run_id,),
+            )
         q(
-            "INSERT INTO custody_events (chain_key, seq, order_id, item_id, event_type, "
-            "from_state, to_state, site_id, actor_user_id, device_id, occurred_at, recorded_at, "
-            "details, prev_hash, hash) VALUES (%s,%s,%s,%s,'transition',%s,%s,%s,%s,%s,%s,%s,"
-            "%s,%s,%s)",
+            "SELECT id, public_id, kind, state, site_id FROM items WHERE order_id = %s "
+            "ORDER BY id FOR NO KEY UPDATE",
+            (order_id,),
+        )
+        if run_id is not None:
+            q(
+                "SELECT requirement, token, user_id FROM scans WHERE run_id = %s "
+                "AND result <> 'error'",
+                (run_id,),
+            )
+        result = expected  # the verdict itself is the app's pure function; known here
+        if result != "error" and run_id is None:
+            run_id = q(
+                "INSERT INTO step_runs (order_id, step, exception, site_id, shipment_id, status, "
+                "started_by_id, started_at, completed_at, answers, version_id) VALUES "
+                "(%s, %s, false, %s, NULL, 'open', %s, %s, NULL, '{}', 1) RETURNING id",
+                (order_id, step, site_id, self.user_id, now),
+            )[0][0]
+        if result == "ok":
+            q("SAVEPOINT sa_savepoint_1")
+            self._complete(w, step, site_code, device_id, run_id, now)
+            q(
+                "UPDATE step_runs SET status = 'completed', completed_at = %s, version_id = %s "
+                "WHERE id = %s AND version_id = %s",
+                (now, 2, run_id, 1),
+            )
+            q("RELEASE SAVEPOINT sa_savepoint_1")
+        body = json.dumps({"status": result, "step": step, "message": "m" * 60})
+        q(
+            "INSERT INTO scans (nonce, device_ref, device_id, user_id, site_id, step, "
+            "client_run, run_id, raw, manual, parsed, kind, order_id, scanned_order_id, item_id, "
+            "requirement, token, client_at, server_at, offline, forced, result, reason, message, "
+            "http_status, response, deviation_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,false,%s,"
+            "%s,%s,NULL,%s,%s,%s,%s,%s,false,false,%s,%s,%s,%s,%s,NULL) RETURNING id",
             (
-                key,
-                seq,
-                w.order_id,
-                bag,
-                "x",
-                to,
-                site_id,
-                self.user_id,
+                nonce,
+                self.device,
                 device_id,
+                self.user_id,
+                site_id,
+                step,
+                client_run,
+                None if result == "error" else run_id,
+                raw,
+                json.dumps({"type": "Din", "value": {"din": raw[1:14]}}),
+                "apheresis_bag",
+                order_id,
+                item_id,
+                "apheresis_bag",
+                str(item_id),
                 now,
                 now,
-                json.dumps({"step": step}),
-                prev,
-                digest,
+                result,
+                "coi_mismatch" if result == "error" else None,
+                "m" * 60,
+                400 if result == "error" else 201,
+                body,
             ),
         )
+        self.conn.commit()
+        return result
+
+    def _complete(
+        self, w: Work, step: str, site_code: str, device_id: int, run_id: int, now: datetime
+    ) -> None:
+        """custody.change_items_state for the step's bags, statement for statement."""
+        q = self.q
+        labelling = step == "collect_label_bags"
+        to, was = ("labelled", "registered") if labelling else ("collected", "labelled")
         q(
-            "INSERT INTO audit_log (at, actor_user_id, action, entity_type, entity_id, changes, "
-            "site_id) VALUES (%s, %s, 'custody_transition', 'item', %s, %s, %s)",
-            (now, self.user_id, str(bag), json.dumps({"state": ["x", to]}), site_id),
+            "SELECT o.* FROM therapy_orders o WHERE (o.treatment_site_id IN (%s) OR "
+            "o.collection_site_id IN (%s) OR o.manufacturing_site_id IN (%s) OR EXISTS "
+            "(SELECT * FROM shipments sh WHERE sh.order_id = o.id AND sh.courier_user_id = %s)) "
+            "AND o.id = %s FOR NO KEY UPDATE OF o",
+            (1, 1, 1, self.user_id, w.order_id),
         )
+        q(
+            f"SELECT {_ITEM_ROW} FROM items LEFT OUTER JOIN sites s ON s.id = items.site_id "
+            "WHERE items.id = ANY(%s) ORDER BY items.id FOR NO KEY UPDATE OF items",
+            (w.bag_ids,),
+        )
+        (site_id,) = q("SELECT id FROM sites WHERE code = %s", (site_code,))[0]
+        key = f"coi:{w.coi}"
+        head: tuple[int, str] | None = None
+        for n, bag in enumerate(w.bag_ids):
+            if labelling:
+                q(
+                    "SELECT barcode_data FROM label_prints WHERE item_id = %s AND label_kind = "
+                    "'apheresis_bag' AND status = 'done' ORDER BY requested_at DESC, id DESC",
+                    (bag,),
+                )
+            q(
+                "SELECT EXISTS (SELECT * FROM qa_dispositions WHERE item_id = %(i)s) OR EXISTS "
+                "(SELECT * FROM excursion_items ei, excursions e WHERE ei.item_id = %(i)s "
+                "AND e.id = ei.excursion_id AND e.level IN ('alarm', 'critical'))",
+                {"i": bag},  # type: ignore[arg-type]
+            )
+            q(
+                "UPDATE items SET state = %s, version_id = %s WHERE id = %s AND version_id = %s",
+                (to, 2 if labelling else 3, bag, 1 if labelling else 2),  # the app's counters
+            )
+            if head is None:
+                last = q(
+                    "SELECT seq, hash FROM custody_events WHERE chain_key = %s "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (key,),
+                )
+                head = last[0] if last else (0, chain.GENESIS)
+            seq, prev = head[0] + 1, head[1]
+            details = {"step": step, "run": run_id}
+            fields = {
+                "chain_key": key,
+                "seq": seq,
+                "order_id": w.order_id,
+                "item_id": bag,
+                "shipment_id": None,
+                "event_type": "transition",
+                "from_state": was,
+                "to_state": to,
+                "site_id": site_id,
+                "actor_user_id": self.user_id,
+                "device_id": device_id,
+                "occurred_at": now,
+                "recorded_at": now,
+                "details": details,
+                "corrects_event_id": None,
+                "reason": None,
+            }
+            digest = chain.event_hash(prev, fields)
+            (event_id,) = q(
+                "INSERT INTO custody_events (chain_key, seq, order_id, item_id, shipment_id, "
+                "event_type, from_state, to_state, site_id, actor_user_id, device_id, "
+                "occurred_at, recorded_at, details, corrects_event_id, reason, prev_hash, hash) "
+                "VALUES (%s,%s,%s,%s,NULL,'transition',%s,%s,%s,%s,%s,%s,%s,%s,NULL,NULL,%s,%s) "
+                "RETURNING id",
+                (
+                    key,
+                    seq,
+                    w.order_id,
+                    bag,
+                    was,
+                    to,
+                    site_id,
+                    self.user_id,
+                    device_id,
+                    now,
+                    now,
+                    json.dumps(details),
+                    prev,
+                    digest,
+                ),
+            )[0]
+            head = (seq, digest)
+            q(
+                "INSERT INTO audit_log (at, actor_user_id, action, entity_type, entity_id, "
+                "changes, reason, site_id) VALUES (%s, %s, 'custody_transition', 'item', %s, "
+                "%s, NULL, %s) RETURNING id",
+                (now, self.user_id, str(bag), json.dumps({"state": [was, to]}), site_id),
+            )
+            if n == 0:  # the deadlines read the product profile once
+                q(
+                    "SELECT * FROM product_profiles WHERE id = (SELECT product_profile_id "
+                    "FROM therapy_orders WHERE id = %s)",
+                    (w.order_id,),
+                )
+            if not labelling:  # collected: the bag's ambient exposure clock starts
+                q(
+                    "SELECT to_state, occurred_at FROM custody_events WHERE item_id = %s AND "
+                    "event_type = 'transition' ORDER BY occurred_at, seq",
+                    (bag,),
+                )
+                dedupe = f"ambient_exposure:{bag}:{event_id}"
+                q(
+                    f"SELECT {_DEADLINE_ROW} FROM handoff_deadlines WHERE dedupe_key = %s "
+                    "FOR UPDATE",
+                    (dedupe,),
+                )
+                q(
+                    "INSERT INTO handoff_deadlines (dedupe_key, kind, label, due_at, warn_at, "
+                    "order_id, item_id, shipment_id, site_id, profile_id, profile_version, "
+                    "status, created_at, updated_at) VALUES (%s, 'ambient_exposure', %s, %s, "
+                    "%s, %s, %s, NULL, %s, NULL, NULL, 'open', %s, %s) ON CONFLICT DO NOTHING "
+                    "RETURNING id",
+                    (
+                        dedupe,
+                        "Ambient exposure limit",
+                        now + timedelta(hours=1),
+                        now + timedelta(minutes=59),
+                        w.order_id,
+                        bag,
+                        site_id,
+                        now,
+                        now,
+                    ),
+                )
+                q(
+                    f"SELECT {_DEADLINE_ROW} FROM handoff_deadlines WHERE dedupe_key = %s",
+                    (dedupe,),
+                )
 
 
 def run_direct(users: list[int], devices: list[str], work: dict) -> dict:
@@ -590,39 +780,80 @@ def run_direct(users: list[int], devices: list[str], work: dict) -> dict:
     return result
 
 
-def app_statements_per_scan(
-    settings: Settings, nurses: list[str], devices: list[str], w: Work
-) -> float:
-    """Run one order's scans in-process through the Flask test client and count statements."""
+def login_test_client(app: Any, username: str) -> tuple[Any, str]:
+    """A Flask test client logged in as ``username``, and its CSRF token for the API."""
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+    page = client.get("/scan/").get_data(as_text=True)
+    return client, re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+
+def scan_body(device: str, step: str, raw: str, run: str) -> dict[str, str]:
+    return {
+        "raw": raw,
+        "device": device,
+        "step": step,
+        "client_at": datetime.now(UTC).isoformat(),
+        "nonce": str(uuid.uuid4()),
+        "run": run,
+    }
+
+
+def app_statements(settings: Settings, nurse: str, device: str, w: Work) -> list[list[str]]:
+    """One order's scans in-process through the Flask test client: each scan's statements."""
     from tracker.web import create_app
 
     app = create_app(settings)
     engine = app.extensions["tracker"].engine
-    count = {"n": 0}
-    event.listen(engine, "before_cursor_execute", lambda *a: count.__setitem__("n", count["n"] + 1))
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    client.post("/login", data={"username": nurses[0], "password": PASSWORD, "csrf_token": token})
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', client.get("/scan/").get_data(as_text=True))
+    log: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: log.append(sql))
+    client, csrf = login_test_client(app, nurse)
     run = {"collect_label_bags": str(uuid.uuid4()), "collect_bags": str(uuid.uuid4())}
-    count["n"] = 0
-    scans = plan(w)
-    for step, raw, _ in scans:
+    out = []
+    for step, raw, _ in plan(w):
+        log.clear()
         client.post(
             "/api/v1/scans",
-            headers={"X-CSRFToken": token.group(1)},
-            json={
-                "raw": raw,
-                "device": devices[0],
-                "step": step,
-                "nonce": str(uuid.uuid4()),
-                "client_at": datetime.now(UTC).isoformat(),
-                "run": run[step],
-            },
+            headers={"X-CSRFToken": csrf},
+            json=scan_body(device, step, raw, run[step]),
         )
+        out.append(list(log))
     engine.dispose()
-    return count["n"] / len(scans)
+    return out
+
+
+def direct_statements(user: int, device: str, w: Work) -> list[list[str]]:
+    """The same order's scans through the baseline: each scan's statements."""
+    direct = Direct(URL.replace("postgresql+psycopg://", "postgresql://"), user, device)
+    run = {"collect_label_bags": str(uuid.uuid4()), "collect_bags": str(uuid.uuid4())}
+    out = []
+    for step, raw, expected in plan(w):
+        direct.log = []
+        direct.scan(w, step, raw, run[step], expected)
+        out.append(direct.log)
+    direct.conn.close()
+    return out
+
+
+def signature(sql: str) -> str:
+    """What a statement does to which table: "SELECT items", "INSERT custody_events"."""
+    flat = " ".join(sql.split()).upper()
+    verb = flat.split(" ", 1)[0]
+    table = re.search(r"\b(?:FROM|INTO|UPDATE)\s+([A-Z_]+)", flat)
+    return f"{verb} {table.group(1).lower()}" if table and verb != "RELEASE" else verb
+
+
+def compare_statements(app: list[list[str]], direct: list[list[str]]) -> list[str]:
+    """Differences between the app's and the baseline's statements, scan by scan."""
+    differences = []
+    for n, (a, d) in enumerate(zip(app, direct, strict=True)):
+        extra = Counter(map(signature, a)) - Counter(map(signature, d))
+        missing = Counter(map(signature, d)) - Counter(map(signature, a))
+        if extra or missing:
+            differences.append(f"scan {n}: app only {dict(extra)}, baseline only {dict(missing)}")
+    return differences
 
 
 def main() -> None:
@@ -635,14 +866,17 @@ def main() -> None:
     t0 = time.perf_counter()
     nurses, devices, work = seed(settings, per_scanner + 1)
     print(f"seeded in {time.perf_counter() - t0:.1f} s")
-    # The extra order per scanner is for counting the app's statements in-process.
-    spare = [work["app"][n].pop() for n in range(SCANNERS)]
-    statements = app_statements_per_scan(settings, nurses, devices, spare[0])
+    # The extra order per scanner is for listing the app's and the baseline's statements.
+    spare = work["app"][0].pop(), work["direct"][0].pop()
+    for n in range(1, SCANNERS):
+        work["app"][n].pop()
+        work["direct"][n].pop()
+    app_sql = app_statements(settings, nurses[0], devices[0], spare[0])
     port = free_port()
     server = start_gunicorn(port)
     try:
-        app = run_app(port, nurses, devices, work["app"])
-        paced = run_app(port, nurses, devices, work["paced"], pace=PACE)
+        app = run_app(port, nurses, devices, work["app"], server_pgid=server.pid)
+        paced = run_app(port, nurses, devices, work["paced"], pace=PACE, server_pgid=server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -653,6 +887,7 @@ def main() -> None:
         ]
     engine.dispose()
     direct = run_direct(users, devices, work["direct"])
+    direct_sql = direct_statements(users[0], devices[0], spare[1])
     print(
         f"\ngunicorn {GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads (gthread), "
         f"{os.cpu_count()} CPUs, PostgreSQL on the same machine\n"
@@ -662,7 +897,22 @@ def main() -> None:
             f"{name:<28} {r['scans']:6d} scans {r['seconds']:7.2f} s {r['rate']:8.1f} scans/s"
             f"   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms"
         )
-    print(f"\nstatements per scan: app {statements:.1f}, direct {direct['statements']:.1f}")
+    print("\nCPU per scan (ms): client = the load generator, server = gunicorn, machine = all")
+    for name, r in (("app over HTTP (gunicorn)", app), ("direct SQL (psycopg)", direct)):
+        print(
+            f"{name:<28} client {r['client_ms']:5.2f}   server {r['server_ms']:5.2f}   "
+            f"machine {r['machine_ms']:5.2f}   (machine {r['machine_busy'] * 100:.0f}% busy)"
+        )
+    per_scan = [len(x) for x in app_sql], [len(x) for x in direct_sql]
+    print(
+        f"\nstatements per scan (the order's 7 scans): app {per_scan[0]}, "
+        f"direct {per_scan[1]}; mean {statistics.mean(per_scan[0]):.1f} vs "
+        f"{statistics.mean(per_scan[1]):.1f}"
+    )
+    differences = compare_statements(app_sql, direct_sql)
+    print("same statements (verb and table) in both: " + ("yes" if not differences else "NO"))
+    for line in differences:
+        print(f"  {line}")
     print(f"app / direct rate: {app['rate'] / direct['rate']:.2f}")
     print(
         f"\npaced: {SCANNERS} scanners, one scan each every {PACE * 1000:.0f} ms "

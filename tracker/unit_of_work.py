@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 
 class UnitOfWork:
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, bind: Connection | None = None
+    ) -> None:
+        # ``bind``: an idle connection to run on (the web request's); the session begins,
+        # commits or rolls back its own transaction on it and leaves it open.
         self._factory = session_factory
+        self._bind = bind
         self._session: Session | None = None
 
     @property
@@ -23,7 +29,7 @@ class UnitOfWork:
         return self._session
 
     def __enter__(self) -> UnitOfWork:
-        self._session = self._factory()
+        self._session = self._factory() if self._bind is None else self._factory(bind=self._bind)
         return self
 
     def __exit__(

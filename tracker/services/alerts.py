@@ -15,6 +15,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import or_
@@ -525,9 +526,25 @@ def _undecided_excursions(
     return list(session.scalars(stmt))
 
 
+# Most bags never meet a gating excursion or a QA decision: one look tells, before the two
+# that find the latest decision and the excursions it left undecided.
+_Q_MAY_BE_HELD = select(
+    or_(
+        exists().where(QaDisposition.item_id == bindparam("item")),
+        exists().where(
+            ExcursionItem.item_id == bindparam("item"),
+            ExcursionRecord.id == ExcursionItem.excursion_id,
+            ExcursionRecord.level.in_(GATING_LEVELS),
+        ),
+    )
+)
+
+
 def is_blocked(session: Session, item: Item) -> Block | None:
     """Whether QA holds this bag: an undecided alarm/critical excursion, or a quarantine or
     discard decision (the latest decision wins; an 'accept' releases the bag)."""
+    if not session.scalar(_Q_MAY_BE_HELD, {"item": item.id}):
+        return None  # no decision and no gating excursion: nothing can hold it
     latest = _latest_disposition(session, item.id)
     if latest is not None and latest.decision != Decision.accept:
         return Block(

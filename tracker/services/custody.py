@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import lazyload
@@ -77,14 +79,26 @@ def event_fields(event: CustodyEvent) -> dict[str, Any]:
     }
 
 
-def _append_event(session: Session, event: CustodyEvent) -> CustodyEvent:
-    """Give ``event`` its place in the chain. The caller holds the chain anchor's row lock."""
-    last = session.execute(
-        select(CustodyEvent.seq, CustodyEvent.hash)
-        .where(CustodyEvent.chain_key == event.chain_key)
-        .order_by(CustodyEvent.seq.desc())
-        .limit(1)
-    ).first()
+_Q_CHAIN_HEAD = (
+    select(CustodyEvent.seq, CustodyEvent.hash)
+    .where(CustodyEvent.chain_key == bindparam("key"))
+    .order_by(CustodyEvent.seq.desc())
+    .limit(1)
+)
+
+
+def _append_event(
+    session: Session, event: CustodyEvent, head: CustodyEvent | None = None
+) -> CustodyEvent:
+    """Give ``event`` its place in the chain. The caller holds the chain anchor's row lock.
+
+    ``head`` is the event the caller itself appended last to this chain, under the same
+    lock; with it the chain's head need not be read back.
+    """
+    if head is not None and head.chain_key == event.chain_key:
+        last: Any = head
+    else:
+        last = session.execute(_Q_CHAIN_HEAD, {"key": event.chain_key}).first()
     event.seq = last.seq + 1 if last else 1
     event.prev_hash = last.hash if last else chain.GENESIS
     event.details = event.details or {}
@@ -94,21 +108,27 @@ def _append_event(session: Session, event: CustodyEvent) -> CustodyEvent:
     return event
 
 
-def lock_order(session: Session, public_id: str, principal: Principal) -> TherapyOrder:
-    """Load an order visible to the principal, holding its row lock for this transaction."""
+def _lock_order_where(
+    session: Session, principal: Principal, condition: ColumnElement[bool], name: str
+) -> TherapyOrder:
     # Visibility is the same SQL scope the read views use, so the two can never disagree.
     # The lock query loads the order row alone; relationships load if and when used.
     order = session.scalar(
         scope_orders(select(TherapyOrder), principal)
         .options(lazyload("*"))
-        .where(TherapyOrder.public_id == public_id)
+        .where(condition)
         # NO KEY UPDATE serialises custody writers of one order without blocking inserts
         # elsewhere that only reference it (their foreign key checks take KEY SHARE).
         .with_for_update(of=TherapyOrder, key_share=True)
     )
     if order is None:
-        raise TrackerError("not_found", f"no order {public_id}")
+        raise TrackerError("not_found", f"no order {name}")
     return order
+
+
+def lock_order(session: Session, public_id: str, principal: Principal) -> TherapyOrder:
+    """Load an order visible to the principal, holding its row lock for this transaction."""
+    return _lock_order_where(session, principal, TherapyOrder.public_id == public_id, public_id)
 
 
 def _site_by_code(session: Session, code: str) -> Site:
@@ -274,7 +294,11 @@ def register_shipper(
 
 def _lock_item(session: Session, public_id: str) -> Item:
     item = session.scalar(
-        select(Item).where(Item.public_id == public_id).with_for_update(of=Item, key_share=True)
+        select(Item)
+        .where(Item.public_id == public_id)
+        .with_for_update(of=Item, key_share=True)
+        # Read under the lock: a copy loaded earlier in this transaction may be stale.
+        .execution_options(populate_existing=True)
     )
     if item is None:
         raise TrackerError("not_found", f"no item {public_id}")
@@ -297,21 +321,97 @@ def change_item_state(
     occurred, recorded = _when(now, occurred_at)
     session = uow.session
     # Lock order: chain anchor first, then the item, always in this order (no deadlocks).
-    probe = session.scalar(select(Item).where(Item.public_id == item_public_id))
+    probe = session.execute(
+        select(Item.id, Item.order_id).where(Item.public_id == item_public_id)
+    ).first()
     if probe is None:
         raise TrackerError("not_found", f"no item {item_public_id}")
     order = None
     if probe.order_id is not None:
-        order_public_id = session.scalar(
-            select(TherapyOrder.public_id).where(TherapyOrder.id == probe.order_id)
+        order = _lock_order_where(
+            session, principal, TherapyOrder.id == probe.order_id, f"of item {item_public_id}"
         )
-        order = lock_order(session, str(order_public_id), principal)
     item = _lock_item(session, item_public_id)
     site = _site_by_code(session, site_code) if site_code else item.site
     if site is None:
         raise TrackerError("invalid_request", "name the site where this happens")
     if order is None and not principal.can_see_site(site.id):
         raise TrackerError("not_found", f"no item {item_public_id}")
+    return _move_item(
+        session, principal, order, item, site, to_state, reason, occurred, recorded, details
+    )
+
+
+def change_items_state(
+    *,
+    uow: UnitOfWork,
+    principal: Principal,
+    order_id: int,
+    item_ids: list[int],
+    to_state: CustodyState,
+    now: datetime,
+    site_code: str,
+    reason: str | None = None,
+    occurred_at: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> list[CustodyEvent]:
+    """Move several items of one order to the same state, in the order given (a step that
+    moves every bag it scanned): each item gets exactly the checks and records
+    :func:`change_item_state` gives it (the same code does both), with the order and the
+    items locked once and the chain's head read once. All or nothing: the first refusal
+    raises and the caller's transaction (or savepoint) undoes the rest."""
+    occurred, recorded = _when(now, occurred_at)
+    session = uow.session
+    order = _lock_order_where(session, principal, TherapyOrder.id == order_id, str(order_id))
+    locked = {
+        item.id: item
+        for item in session.scalars(
+            select(Item)
+            .where(Item.id.in_(item_ids))
+            .order_by(Item.id)
+            .with_for_update(of=Item, key_share=True)
+            .execution_options(populate_existing=True)
+        )
+    }
+    site = _site_by_code(session, site_code)
+    events: list[CustodyEvent] = []
+    for item_id in item_ids:
+        item = locked.get(item_id)
+        if item is None or item.order_id != order.id:
+            raise TrackerError("not_found", f"no item {item_id} on this order")
+        events.append(
+            _move_item(
+                session,
+                principal,
+                order,
+                item,
+                site,
+                to_state,
+                reason,
+                occurred,
+                recorded,
+                details,
+                head=events[-1] if events else None,
+            )
+        )
+    return events
+
+
+def _move_item(
+    session: Session,
+    principal: Principal,
+    order: TherapyOrder | None,
+    item: Item,
+    site: Site,
+    to_state: CustodyState,
+    reason: str | None,
+    occurred: datetime,
+    recorded: datetime,
+    details: dict[str, Any] | None,
+    head: CustodyEvent | None = None,
+) -> CustodyEvent:
+    """One item's state change, its anchor and row locked by the caller: every check, the
+    hash-chained event, the audit row and the deadlines it starts or ends."""
     principal.require_role_at(CUSTODY_ROLES, site.id, "record custody changes")
     step = transition(ItemKind(item.kind), CustodyState(item.state), to_state, reason=reason)
     if step.to_state is CustodyState.labelled:
@@ -346,6 +446,7 @@ def change_item_state(
             details=dict(details or {}),
             reason=step.reason,
         ),
+        head=head,
     )
     record_audit(
         session,

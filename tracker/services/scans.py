@@ -159,6 +159,16 @@ _Q_PROGRESS = select(Scan.requirement, Scan.token, Scan.user_id).where(
 )
 
 
+_Q_STORE = insert(Scan).returning(Scan.id)
+
+
+def _core(session: Session, stmt: Any, params: dict[str, Any]) -> Any:
+    """Run one of the statements above as plain SQL on the session's connection: rows, not
+    ORM objects, without the ORM's per-statement work. The caller has flushed whatever the
+    statement must see (these read rows written by Core inserts or explicit flushes)."""
+    return session.connection().execute(stmt, params)
+
+
 def _position_query() -> Any:
     order = bindparam("order", type_=Integer)
     step = bindparam("step", type_=String)
@@ -313,10 +323,10 @@ def _resolve_din(session: Session, din: ids.Din) -> rules.Scanned:
 
 
 def _resolve_wristband(session: Session, code: str, context_order: int | None) -> rules.Scanned:
-    patient_id = session.scalar(_Q_PATIENT, {"code": code})
+    patient_id = _core(session, _Q_PATIENT, {"code": code}).scalar()
     if patient_id is None:
         return _unknown("No patient has this wristband.")
-    active = list(session.scalars(_Q_ACTIVE_ORDERS, {"patient": patient_id}))
+    active = list(_core(session, _Q_ACTIVE_ORDERS, {"patient": patient_id}).scalars())
     if context_order in active:
         order_id: int | None = context_order
     elif len(active) == 1:
@@ -433,7 +443,7 @@ def _journey_of(starting_material: str, data_text: str) -> tuple[Journey, dict[s
 
 
 def _lock_order(session: Session, order_id: int) -> _Order:
-    row = session.execute(_Q_LOCK_ORDER, {"order": order_id}).one()
+    row = _core(session, _Q_LOCK_ORDER, {"order": order_id}).one()
     journey, data = _journey_of(row.starting_material, row.data_text)
     return _Order(
         id=row.id,
@@ -463,7 +473,7 @@ def _context_run(session: Session, client_run: str | None) -> tuple[int, int] | 
     """
     if not client_run:
         return None
-    row = session.execute(_Q_CONTEXT, {"client_run": client_run}).first()
+    row = _core(session, _Q_CONTEXT, {"client_run": client_run}).first()
     return (row.id, row.order_id) if row else None
 
 
@@ -484,7 +494,7 @@ def _position(session: Session, order_id: int, step: str, run_id: int | None) ->
     """Where the order's journey stands, in one round trip: the last completed journey step,
     this step's open run, and whether an open deviation blocks (one opened by this run's own
     checklist or forced scan does not: that run may finish)."""
-    row = session.execute(_Q_POSITION, {"order": order_id, "step": step, "run": run_id}).one()
+    row = _core(session, _Q_POSITION, {"order": order_id, "step": step, "run": run_id}).one()
     return _Position(row[0], row[1], bool(row[2]))
 
 
@@ -511,7 +521,7 @@ def _progress(
         return rules.Progress(), 0
     done: dict[str, set[str]] = {}
     by_person: dict[int, dict[str, set[str]]] = {}
-    for req, token, user in session.execute(_Q_PROGRESS, {"run": run.id}):
+    for req, token, user in _core(session, _Q_PROGRESS, {"run": run.id}):
         if req is None or token is None:
             continue
         by_person.setdefault(user, {}).setdefault(req, set()).add(token)
@@ -614,7 +624,7 @@ def _facts(
 def _order_items(session: Session, order: _Order) -> list[Any]:
     """The order's bags, their rows locked (after the order's): the scanned bag's state is
     read here, under its lock, and the "every bag" sets come from the same rows."""
-    return list(session.execute(_Q_ITEMS, {"order": order.id}))
+    return list(_core(session, _Q_ITEMS, {"order": order.id}))
 
 
 def _deadline(session: Session, order: _Order, step: Step) -> datetime | None:
@@ -770,7 +780,24 @@ def _complete(
     for req in step.scans:
         if req.to_state is None:
             continue
-        for token in sorted(progress.done.get(req.key, frozenset()), key=int):
+        tokens = sorted(progress.done.get(req.key, frozenset()), key=int)
+        if tokens and all(int(t) in facts.public_ids for t in tokens):
+            # The order's bags: through the custody service together, every check per bag.
+            custody.change_items_state(
+                uow=uow,
+                principal=principal,
+                order_id=order.id,
+                item_ids=[int(t) for t in tokens],
+                to_state=req.to_state,
+                now=now,
+                occurred_at=occurred,
+                site_code=site_code,
+                reason=reason,
+                details=details,
+            )
+            moved = True
+            continue
+        for token in tokens:
             # One item at a time through the custody service and every check it makes (a
             # shipper is no bag of the order: it moves on its own asset chain, no reason).
             bag = facts.public_ids.get(int(token))
@@ -917,40 +944,42 @@ def _store(
 ) -> Outcome:
     status = body["status"]
     http = _http_status(status, body["reason"])
-    # A Core insert: the row is never used as an object again in this transaction.
-    scan_id = session.scalar(
-        insert(Scan)
-        .values(
-            nonce=scan.nonce,
-            device_ref=scan.device,
-            device_id=draft.device_id,
-            user_id=principal.user_id,
-            site_id=draft.site_id,
-            step=scan.step,
-            client_run=scan.client_run,
-            run_id=draft.run_id,
-            raw=_stored_raw(scan.raw),
-            manual=scan.manual,
-            parsed=draft.parsed,
-            kind=draft.kind,
-            order_id=draft.order_id,
-            scanned_order_id=draft.scanned_order_id,
-            item_id=draft.item_id,
-            requirement=draft.requirement,
-            token=draft.token,
-            client_at=require_aware(scan.client_at),
-            server_at=now,
-            offline=scan.offline,
-            forced=draft.forced,
-            result=status,
-            reason=body["reason"],
-            message=body["message"],
-            http_status=http,
-            response=body,
-            deviation_id=draft.deviation_id,
-        )
-        .returning(Scan.id)
-    )
+    # A Core insert: the row is never used as an object again in this transaction. Pending
+    # changes go first, as before (a refused flush must not be taken for a repeated nonce).
+    session.flush()
+    scan_id = _core(
+        session,
+        _Q_STORE,
+        {
+            "nonce": scan.nonce,
+            "device_ref": scan.device,
+            "device_id": draft.device_id,
+            "user_id": principal.user_id,
+            "site_id": draft.site_id,
+            "step": scan.step,
+            "client_run": scan.client_run,
+            "run_id": draft.run_id,
+            "raw": _stored_raw(scan.raw),
+            "manual": scan.manual,
+            "parsed": draft.parsed,
+            "kind": draft.kind,
+            "order_id": draft.order_id,
+            "scanned_order_id": draft.scanned_order_id,
+            "item_id": draft.item_id,
+            "requirement": draft.requirement,
+            "token": draft.token,
+            "client_at": require_aware(scan.client_at),
+            "server_at": now,
+            "offline": scan.offline,
+            "forced": draft.forced,
+            "result": status,
+            "reason": body["reason"],
+            "message": body["message"],
+            "http_status": http,
+            "response": body,
+            "deviation_id": draft.deviation_id,
+        },
+    ).scalar_one()
     return Outcome(http, {**body, "scan": scan_id})
 
 
@@ -992,7 +1021,7 @@ def _record(
         return _store(session, principal, scan, draft, body, now)
 
     # Request-level guards: a registered scanner, at a site where this person works.
-    device = session.execute(_Q_DEVICE, {"device": scan.device}).first()
+    device = _core(session, _Q_DEVICE, {"device": scan.device}).first()
     if device is None or not device.active or device.kind != "scanner":
         return refuse("unknown_device", "This scanner is not registered or is switched off.")
     draft.device_id, draft.site_id = device.id, device.site_id

@@ -45,6 +45,7 @@ from tracker.web.auth import init_auth
 from tracker.web.errors import register_error_handlers
 from tracker.web.openapi import RowIdConverter
 from tracker.web.runtime import Runtime
+from tracker.web.runtime import init_runtime
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -70,12 +71,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         JSON_SORT_KEYS=False,
     )
     engine = make_engine(settings.database_url)
-    app.extensions["tracker"] = Runtime(
-        settings=settings,
-        engine=engine,
-        session_factory=make_session_factory(engine),
-        hasher=make_hasher(settings),
-        clock=clock or SystemClock(),
+    init_runtime(
+        app,
+        Runtime(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            hasher=make_hasher(settings),
+            clock=clock or SystemClock(),
+        ),
     )
     if settings.env == "production":
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]

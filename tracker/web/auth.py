@@ -21,8 +21,12 @@ from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import bindparam
+from sqlalchemy import select
 
+from tracker.domain.access import Role
 from tracker.domain.errors import TrackerError
+from tracker.models import RoleAssignment
 from tracker.models import User
 from tracker.services import auth as auth_service
 from tracker.services.principals import Principal
@@ -38,16 +42,45 @@ bp = Blueprint("auth", __name__)
 
 
 class SessionUser(UserMixin):  # type: ignore[misc]
-    def __init__(self, user: User) -> None:
-        self.user_id = user.id
-        self.username = user.username
-        self.full_name = user.full_name
-        self.session_version = user.session_version
-        self.principal = principal_for_user(user)
+    def __init__(
+        self,
+        user_id: int,
+        username: str,
+        full_name: str,
+        session_version: int,
+        principal: Principal,
+    ) -> None:
+        self.user_id = user_id
+        self.username = username
+        self.full_name = full_name
+        self.session_version = session_version
+        self.principal = principal
+
+    @classmethod
+    def of(cls, user: User) -> SessionUser:
+        return cls(
+            user.id, user.username, user.full_name, user.session_version, principal_for_user(user)
+        )
 
     def get_id(self) -> str:
         # Carrying the version lets an administrator revoke every session by bumping it.
         return f"{self.user_id}:{self.session_version}"
+
+
+# Every request of a logged-in browser or scanner re-reads its user: one statement for the
+# user and all their roles (no ORM objects; the request's connection, see Runtime.uow).
+_Q_SESSION_USER = (
+    select(
+        User.username,
+        User.full_name,
+        User.active,
+        User.session_version,
+        RoleAssignment.role,
+        RoleAssignment.site_id,
+    )
+    .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+    .where(User.id == bindparam("user"))
+)
 
 
 @login_manager.user_loader  # type: ignore[untyped-decorator]
@@ -57,10 +90,15 @@ def _load_user(raw: str) -> SessionUser | None:
     except ValueError:
         return None
     with runtime().uow() as uow:
-        user = uow.session.get(User, user_id)
-        if user is None or not user.active or user.session_version != version:
-            return None
-        return SessionUser(user)
+        rows = uow.session.connection().execute(_Q_SESSION_USER, {"user": user_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    if not first.active or first.session_version != version:
+        return None
+    grants = frozenset((Role(r.role), r.site_id) for r in rows if r.role is not None)
+    principal = Principal(user_id=user_id, name=first.full_name, grants=grants)
+    return SessionUser(user_id, first.username, first.full_name, first.session_version, principal)
 
 
 # Pages that refresh themselves send this header: a refresh is not the person being active.
@@ -155,7 +193,7 @@ def login() -> ResponseReturnValue:
                 password=password,
                 now=rt.clock.now(),
             )
-            session_user = SessionUser(user)
+            session_user = SessionUser.of(user)
     except TrackerError as exc:
         # The form is shown again (200) with the coded reason; the API answers with 401/423.
         return render_template(
