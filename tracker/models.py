@@ -1041,3 +1041,6 @@ class IdempotencyKey(Base):
 
 # --- schedules ---
 from schedules import models as _schedules_models  # noqa: E402, F401  (registers its tables)
+
+# --- quality gates ---
+from tracker import models_quality as _quality_models  # noqa: E402, F401  (registers its tables)
