@@ -232,6 +232,16 @@ class Distribution:
     q3: float | None = None
     maximum: float | None = None
 
+    def scaled(self, factor: float) -> Distribution:
+        """The same distribution in another unit (hours to days: ``factor=1 / 24``)."""
+
+        def s(v: float | None) -> float | None:
+            return None if v is None else v * factor
+
+        return Distribution(
+            self.n, s(self.minimum), s(self.q1), s(self.median), s(self.q3), s(self.maximum)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ReleaseTestSummary:
@@ -420,3 +430,169 @@ CUSTODY_MILESTONES: Mapping[tuple[str, str], Milestone] = {
     ("final_product_bag", "received"): Milestone.received_at_treatment,
     ("final_product_bag", "infusing"): Milestone.infusion_started,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables (the CSV export and the API use the same rows)
+# ---------------------------------------------------------------------------------------------
+
+Cell = str | int | float | None
+
+
+def _hours(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def order_table(
+    facts: Sequence[OrderFacts], test_codes: Sequence[str]
+) -> tuple[list[str], list[list[Cell]]]:
+    """One row per order: its decisions, its latest lot, its milestones and its legs."""
+    header = [
+        "order",
+        "manufacturing_site",
+        "process",
+        "acceptance_decisions",
+        "lots",
+        "lot",
+        "lot_status",
+        "release_kind",
+        "first_pass",
+        "oos_tests",
+        "corrected_tests",
+        "manufacturing_hours",
+        *(f"{m.value}_at" for m in Milestone),
+        *(f"{leg.code}_hours" for leg in (*LEGS, TOTAL_LEG)),
+    ]
+    for code in test_codes:
+        header += [f"{code}_outcome", f"{code}_value", f"{code}_unit"]
+    rows: list[list[Cell]] = []
+    for f in facts:
+        lot = f.lots[-1] if f.lots else None
+        first_pass = None if lot is None else lot.first_pass
+        tests = {t.code: t for t in lot.tests} if lot else {}
+        row: list[Cell] = [
+            f.order,
+            f.site,
+            f.process,
+            ";".join(a.decision for a in f.acceptances),
+            len(f.lots),
+            lot.code if lot else None,
+            lot.status if lot else None,
+            lot.release_kind if lot else None,
+            None if first_pass is None else ("yes" if first_pass else "no"),
+            ";".join(t.code for t in lot.tests if t.outcome == "oos") if lot else None,
+            ";".join(t.code for t in lot.tests if t.corrected) if lot else None,
+            _hours(lot.turnaround_hours) if lot else None,
+            *(
+                f.milestones[m].isoformat().replace("+00:00", "Z") if m in f.milestones else None
+                for m in Milestone
+            ),
+            *(_hours(f.leg_hours(leg)) for leg in (*LEGS, TOTAL_LEG)),
+        ]
+        for code in test_codes:
+            test = tests.get(code)
+            row += [
+                test.outcome if test else None,
+                test.value if test else None,
+                test.unit if test else None,
+            ]
+        rows.append(row)
+    return header, rows
+
+
+SUMMARY_HEADER = [
+    "site",
+    "process",
+    "measure",
+    "numerator",
+    "denominator",
+    "value",
+    "unit",
+    "n",
+    "min",
+    "q1",
+    "median",
+    "q3",
+    "max",
+]
+
+
+def _rate_row(group: GroupSummary, measure: str, rate: Rate) -> list[Cell]:
+    value = rate.value
+    return [
+        group.site,
+        group.process,
+        measure,
+        rate.numerator,
+        rate.denominator,
+        None if value is None else round(value, 6),
+        "fraction",
+        rate.denominator,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+def _distribution_row(group: GroupSummary, measure: str, unit: str, d: Distribution) -> list[Cell]:
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v, 6)
+
+    return [
+        group.site,
+        group.process,
+        measure,
+        None,
+        None,
+        r(d.median),
+        unit,
+        d.n,
+        r(d.minimum),
+        r(d.q1),
+        r(d.median),
+        r(d.q3),
+        r(d.maximum),
+    ]
+
+
+def summary_rows(group: GroupSummary) -> list[list[Cell]]:
+    """Every measure of one group, one row each (long format: easy to pivot)."""
+    rows: list[list[Cell]] = [
+        _rate_row(group, "acceptance_rate", group.acceptance),
+        _rate_row(group, "accepted_with_deviation_rate", group.deviations),
+        _rate_row(group, "first_pass_release_rate", group.first_pass),
+        _rate_row(group, "oos_lot_rate", group.oos_lots),
+        [
+            group.site,
+            group.process,
+            "exceptional_releases",
+            None,
+            None,
+            group.exceptional_releases,
+            "lots",
+            group.lots,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ],
+    ]
+    for test in group.tests:
+        rows.append(_rate_row(group, f"oos_rate:{test.code}", test.oos))
+        for unit, d in test.values.items():
+            rows.append(_distribution_row(group, f"result:{test.code}", unit, d))
+    rows.append(_distribution_row(group, "manufacturing_turnaround", "h", group.turnaround))
+    for leg in (*LEGS, TOTAL_LEG):
+        rows.append(_distribution_row(group, f"leg:{leg.code}", "h", group.legs[leg.code]))
+    return rows
+
+
+def summary_table(result: Comparability) -> tuple[list[str], list[list[Cell]]]:
+    """Every group's measures: per site, per (site, process), then all together."""
+    rows: list[list[Cell]] = []
+    for group in (*result.sites, *result.site_processes, result.overall):
+        rows += summary_rows(group)
+    return list(SUMMARY_HEADER), rows
