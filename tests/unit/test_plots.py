@@ -108,7 +108,7 @@ def test_stacked_bar_segments_follow_each_other_in_leg_order_with_a_legend() -> 
     assert [s.get("data-segment") for s in b] == ["0", "1", "2"]
     texts = _texts(root)
     assert all(leg in texts for leg in legs)
-    assert "190 h" in texts and "220 h" in texts
+    assert "sum 190 h" in texts and "sum 220 h" in texts
     assert b[2].findtext("s:title", "", NS) == "B, release: 60 h"
 
 
@@ -129,3 +129,20 @@ def test_axis_ticks_are_round_and_cover_the_data(low: float, high: float) -> Non
     steps = {round(b - a, 9) for a, b in zip(axis.ticks, axis.ticks[1:], strict=False)}
     assert len(steps) == 1
     assert 3 <= len(axis.ticks) <= 12
+
+
+def test_row_labels_get_room_for_the_longest_and_very_long_ones_are_cut_with_their_full_title() -> (
+    None
+):
+    long = "Manufacturing Two · standard_9d"
+    root = _parse(rate_bars("p4", "Rates", [(long, Rate(1, 2)), ("B", Rate(1, 1))]))
+    label = root.find(".//s:text[@class='row-label']", NS)
+    assert label is not None and "".join(label.itertext()) == long
+    bar = root.find(".//s:rect[@class='bar']", NS)
+    assert bar is not None and float(bar.get("x") or 0) >= len(long) * 7
+    huge = "x" * 120
+    root = _parse(rate_bars("p5", "Rates", [(huge, Rate(1, 2))]))
+    label = root.find(".//s:text[@class='row-label']", NS)
+    assert label is not None and label.findtext("s:title", "", NS) == huge
+    shown = (label.text or "") + (label[0].tail or "")
+    assert shown.endswith("…") and len(shown) < len(huge)

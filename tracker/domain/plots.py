@@ -30,7 +30,8 @@ BOX_FILL = "#dbe6f5"
 
 FONT = 13
 ROW = 30
-LABEL_WIDTH = 170
+LABEL_MIN, LABEL_MAX = 90, 340  # the row-label column grows with its longest label
+CHAR_WIDTH = 7.4  # average width of a 13 px sans-serif character
 VALUE_WIDTH = 150
 PLOT_WIDTH = 420
 TOP = 34
@@ -81,35 +82,41 @@ def _svg(plot_id: str, title: str, description: str, width: int, height: int, bo
     )
 
 
-def _x_axis(axis: Axis, y: float, unit: str, scale: float, digits: int = 1) -> str:
-    parts = [
-        f'<line x1="{LABEL_WIDTH}" x2="{LABEL_WIDTH + PLOT_WIDTH}" y1="{y:.1f}" y2="{y:.1f}" '
-        f'stroke="{GRID}"/>'
-    ]
+def label_width(labels: Sequence[str]) -> float:
+    """Room for the longest row label (estimated: SVG text is not measured server-side)."""
+    longest = max((len(label) for label in labels), default=0)
+    return min(LABEL_MAX, max(LABEL_MIN, longest * CHAR_WIDTH + 16))
+
+
+def _x_axis(lw: float, axis: Axis, y: float, unit: str, scale: float, digits: int = 1) -> str:
+    parts = [f'<line x1="{lw}" x2="{lw + PLOT_WIDTH}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>']
     for tick in axis.ticks:
-        x = LABEL_WIDTH + (tick - axis.minimum) * scale
+        x = lw + (tick - axis.minimum) * scale
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y:.1f}" y2="{y + 4:.1f}" stroke="{GRID}"/>'
             f'<text x="{x:.1f}" y="{y + 17:.1f}" text-anchor="middle" fill="{TEXT}" '
             f'class="tick">{escape(fmt(tick, digits))}</text>'
         )
     parts.append(
-        f'<text x="{LABEL_WIDTH + PLOT_WIDTH}" y="{y + 29:.1f}" text-anchor="end" '
+        f'<text x="{lw + PLOT_WIDTH}" y="{y + 29:.1f}" text-anchor="end" '
         f'fill="{TEXT}" class="axis-unit">{escape(unit)}</text>'
     )
     return "".join(parts)
 
 
-def _row_label(label: str, y: float) -> str:
+def _row_label(lw: float, label: str, y: float) -> str:
+    room = int((lw - 16) / CHAR_WIDTH)
+    shown = label if len(label) <= room else label[: room - 1] + "…"
+    full = f"<title>{escape(label)}</title>" if shown != label else ""
     return (
-        f'<text x="{LABEL_WIDTH - 8}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle" '
-        f'fill="{TEXT}" class="row-label">{escape(label)}</text>'
+        f'<text x="{lw - 8}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle" '
+        f'fill="{TEXT}" class="row-label">{full}{escape(shown)}</text>'
     )
 
 
-def _value_label(text: str, y: float) -> str:
+def _value_label(lw: float, text: str, y: float) -> str:
     return (
-        f'<text x="{LABEL_WIDTH + PLOT_WIDTH + 8}" y="{y:.1f}" dominant-baseline="middle" '
+        f'<text x="{lw + PLOT_WIDTH + 8}" y="{y:.1f}" dominant-baseline="middle" '
         f'fill="{TEXT}" class="value">{escape(text)}</text>'
     )
 
@@ -118,7 +125,8 @@ def rate_bars(
     plot_id: str, title: str, rows: Sequence[tuple[str, Rate]], *, description: str = ""
 ) -> str:
     """Horizontal bars from 0 to 100 %, one per row, each labelled with its share and n."""
-    width = LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH
+    lw = label_width([label for label, _ in rows])
+    width = round(lw) + PLOT_WIDTH + VALUE_WIDTH
     height = TOP + ROW * len(rows) + AXIS_HEIGHT + 6
     scale = PLOT_WIDTH / 100
     parts = []
@@ -128,18 +136,18 @@ def rate_bars(
         middle = y + ROW / 2
         counted = f"{rate.numerator} of {rate.denominator}"
         text = f"{rate.percent} ({counted})" if rate.denominator else "no data (n = 0)"
-        parts.append(_row_label(label, middle))
+        parts.append(_row_label(lw, label, middle))
         if rate.value is not None:
             bar = rate.value * 100 * scale
             parts.append(
-                f'<rect class="bar" x="{LABEL_WIDTH}" y="{y + 6}" width="{bar:.1f}" '
+                f'<rect class="bar" x="{lw}" y="{y + 6}" width="{bar:.1f}" '
                 f'height="{ROW - 12}" fill="{PALETTE[0]}" data-value="{rate.value:.6f}">'
                 f"<title>{escape(f'{label}: {text}')}</title></rect>"
             )
-        parts.append(_value_label(text, middle))
+        parts.append(_value_label(lw, text, middle))
         words.append(f"{label} {text}")
     axis = Axis(0, 100, (0, 20, 40, 60, 80, 100))
-    parts.append(_x_axis(axis, TOP + ROW * len(rows) + 2, "%", scale, 0))
+    parts.append(_x_axis(lw, axis, TOP + ROW * len(rows) + 2, "%", scale, 0))
     return _svg(plot_id, title, description or "; ".join(words), width, height, "".join(parts))
 
 
@@ -152,7 +160,8 @@ def box_plots(
     description: str = "",
 ) -> str:
     """One horizontal box per row: whiskers at minimum and maximum, box from Q1 to Q3."""
-    width = LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH
+    lw = label_width([label for label, _ in rows])
+    width = round(lw) + PLOT_WIDTH + VALUE_WIDTH
     height = TOP + ROW * len(rows) + AXIS_HEIGHT + 6
     known = [d for _, d in rows if d.n]
     low = min((d.minimum for d in known if d.minimum is not None), default=0.0)
@@ -165,12 +174,12 @@ def box_plots(
     words = []
 
     def x(value: float) -> float:
-        return LABEL_WIDTH + (value - origin) * scale
+        return lw + (value - origin) * scale
 
     for i, (label, d) in enumerate(rows):
         y = TOP + i * ROW
         middle = y + ROW / 2
-        parts.append(_row_label(label, middle))
+        parts.append(_row_label(lw, label, middle))
         if (
             d.n
             and d.minimum is not None
@@ -197,12 +206,12 @@ def box_plots(
                 f'<line x1="{x(d.median):.1f}" x2="{x(d.median):.1f}" y1="{y + 5}" '
                 f'y2="{y + ROW - 5}" stroke="{TEXT}" stroke-width="3" class="median"/></g>'
             )
-            parts.append(_value_label(f"median {fmt(d.median)} (n = {d.n})", middle))
+            parts.append(_value_label(lw, f"median {fmt(d.median)} (n = {d.n})", middle))
             words.append(f"{label}: {summary}")
         else:
-            parts.append(_value_label("no data (n = 0)", middle))
+            parts.append(_value_label(lw, "no data (n = 0)", middle))
             words.append(f"{label}: no data")
-    parts.append(_x_axis(axis, TOP + ROW * len(rows) + 2, unit, scale))
+    parts.append(_x_axis(lw, axis, TOP + ROW * len(rows) + 2, unit, scale))
     return _svg(plot_id, title, description or "; ".join(words), width, height, "".join(parts))
 
 
@@ -216,7 +225,8 @@ def stacked_bars(
     description: str = "",
 ) -> str:
     """One horizontal bar per row made of its segments end to end, with a legend below."""
-    width = LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH
+    lw = label_width([label for label, _ in rows])
+    width = round(lw) + PLOT_WIDTH + VALUE_WIDTH
     legend_rows = len(segments)
     body_height = TOP + ROW * len(rows) + AXIS_HEIGHT + 14
     height = body_height + 20 * legend_rows
@@ -228,8 +238,8 @@ def stacked_bars(
     for i, (label, values) in enumerate(rows):
         y = TOP + i * ROW
         middle = y + ROW / 2
-        parts.append(_row_label(label, middle))
-        left = float(LABEL_WIDTH)
+        parts.append(_row_label(lw, label, middle))
+        left = lw
         for j, (segment, value) in enumerate(zip(segments, values, strict=True)):
             if not value:
                 continue
@@ -249,18 +259,18 @@ def stacked_bars(
             left += w
         known = [v for v in values if v is not None]
         summed = sum(known)
-        text = f"{fmt(summed)} {unit}" if known else "no data"
-        parts.append(_value_label(text, middle))
+        text = f"sum {fmt(summed)} {unit}" if known else "no data"
+        parts.append(_value_label(lw, text, middle))
         legs = ", ".join(
             f"{s} {fmt(v)} {unit}" for s, v in zip(segments, values, strict=True) if v is not None
         )
         words.append(f"{label}: {legs or 'no data'}")
-    parts.append(_x_axis(axis, TOP + ROW * len(rows) + 2, unit, scale))
+    parts.append(_x_axis(lw, axis, TOP + ROW * len(rows) + 2, unit, scale))
     for j, segment in enumerate(segments):
         y = body_height + 20 * j
         parts.append(
-            f'<g class="legend-entry"><rect x="{LABEL_WIDTH}" y="{y}" width="14" height="14" '
-            f'fill="{PALETTE[j % len(PALETTE)]}"/><text x="{LABEL_WIDTH + 20}" y="{y + 11}" '
+            f'<g class="legend-entry"><rect x="{lw}" y="{y}" width="14" height="14" '
+            f'fill="{PALETTE[j % len(PALETTE)]}"/><text x="{lw + 20}" y="{y + 11}" '
             f'fill="{TEXT}">{escape(segment)}</text></g>'
         )
     return _svg(plot_id, title, description or "; ".join(words), width, height, "".join(parts))
