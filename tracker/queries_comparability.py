@@ -287,7 +287,8 @@ def comparability(
         .group_by(CustodyEvent.order_id, Item.kind, CustodyEvent.to_state)
     ).all()
 
-    # 6. Filter choices: the manufacturing sites this person may see, 7. and the processes.
+    # 6. Filter choices: the manufacturing sites this person may see, 7. the names of the
+    # sites in the facts, 8. the processes of the lots this person may see.
     visible = principal.site_ids
     site_stmt = select(Site.code, Site.name).where(Site.kind.in_(MANUFACTURING_KINDS))
     if visible is not None:
@@ -313,7 +314,18 @@ def comparability(
             )
         )
     }
-    lot_processes = set(session.scalars(select(ManufacturingLot.process).distinct()))
+    visible_orders = (
+        scope_orders(select(TherapyOrder), principal)
+        .with_only_columns(TherapyOrder.id)
+        .scalar_subquery()
+    )
+    lot_processes = set(
+        session.scalars(
+            select(ManufacturingLot.process)
+            .where(ManufacturingLot.order_id.in_(visible_orders))
+            .distinct()
+        )
+    )
 
     facts = _assemble(orders, acceptances, lots, tests, marks)
     processes = sorted(lot_processes | {f.process for f in facts})

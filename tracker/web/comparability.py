@@ -13,6 +13,7 @@ from flask import Response
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from flask_login import login_required
 from markupsafe import Markup
 
@@ -35,6 +36,13 @@ from tracker.web.runtime import runtime
 bp = Blueprint("comparability", __name__)
 CSV_PARTS = ("orders", "summary")
 DAY = 1 / 24  # hours to days
+
+
+@bp.app_context_processor
+def _nav() -> dict[str, Any]:
+    """Whether the main menu offers the comparability view to the person signed in."""
+    principal = getattr(current_user, "principal", None)
+    return {"may_compare": principal is not None and queries_comparability.may_compare(principal)}
 
 
 def load(filters: ComparabilityFilters) -> ComparabilityData:
