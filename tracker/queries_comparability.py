@@ -156,12 +156,6 @@ def _order_ids(principal: Principal, filters: ComparabilityFilters) -> Any:
     return stmt.with_only_columns(TherapyOrder.id).scalar_subquery()
 
 
-def _profile_process(data: dict[str, Any] | None) -> str:
-    quality = (data or {}).get("quality")
-    process = quality.get("process") if isinstance(quality, dict) else None
-    return str(process) if process else NO_PROCESS
-
-
 def _current_results(rows: Sequence[Any]) -> dict[int, ReleaseTestFact]:
     """Per test id: the current result and the two history flags (rows of one statement)."""
     by_test: dict[int, list[Any]] = defaultdict(list)
@@ -202,7 +196,8 @@ def comparability(
             TherapyOrder.id,
             TherapyOrder.public_id,
             made_at.code.label("site"),
-            ProductProfile.data.label("profile_data"),
+            # Only the process, not the whole profile document on every row.
+            ProductProfile.data[("quality", "process")].as_string().label("profile_process"),
         )
         .join(made_at, made_at.id == TherapyOrder.manufacturing_site_id)
         .join(ProductProfile, ProductProfile.id == TherapyOrder.product_profile_id)
@@ -369,7 +364,7 @@ def _assemble(
     facts = []
     for order in orders:
         order_lots = lots_of.get(order.id, [])
-        process = order_lots[-1].process if order_lots else _profile_process(order.profile_data)
+        process = order_lots[-1].process if order_lots else (order.profile_process or NO_PROCESS)
         site = order_lots[-1].site if order_lots else order.site
         reached = first_reached(milestones_of.get(order.id, []))
         # The lot's own record is the better clock for completion and release than the bags.
