@@ -1492,3 +1492,26 @@ def feed_site(*, uow: UnitOfWork, token: str, now: datetime) -> Site:
     site = session.get(Site, feed.site_id)
     assert site is not None
     return site
+
+
+# ---------------------------------------------------------------------------------------------
+# Read-only helpers for the quality gates (re-collection knock-on, planned lymphodepletion)
+
+
+def live_plan(session: Session, order_id: int) -> JourneyPlan | None:
+    """The order's held or booked plan, if it has one."""
+    return _live_plan(session, order_id)
+
+
+def knock_on_preview(
+    session: Session, row: JourneyPlan, step: str, new_start: datetime
+) -> ReschedulePreview:
+    """What moving ``step`` of a live plan to ``new_start`` would change; writes nothing."""
+    return _preview(session, row, StepKind(step), new_start)
+
+
+def step_start(session: Session, row: JourneyPlan, kind: str) -> datetime | None:
+    """When a step of the plan starts (None when the plan has no such step)."""
+    return session.scalar(
+        select(PlanStepRow.starts_at).where(PlanStepRow.plan_id == row.id, PlanStepRow.kind == kind)
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.conftest import WORLD_PASSWORD
 from tests.conftest import World
+from tests.factories_quality import quality_profile_data
 from tracker.config import Settings
 from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
@@ -69,7 +70,12 @@ def build_world(new_uow: Any, settings: Settings, now: datetime) -> World:
             name="Anti-CD19 fresh",
             product_code="S1001100",
             starting_material="fresh",
-            data={"storage_max_c": -150, "shelf_life_days": 270, "fresh_stability_hours": 72},
+            data={
+                "storage_max_c": -150,
+                "shelf_life_days": 270,
+                "fresh_stability_hours": 72,
+                "quality": quality_profile_data(),
+            },
             now=now,
         )
         uow.commit()

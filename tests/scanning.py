@@ -21,6 +21,7 @@ from tracker.domain.custody import CustodyState as S
 from tracker.domain.custody import ItemKind
 from tracker.services import auth
 from tracker.services import custody
+from tracker.services import quality
 from tracker.services import scans
 
 SCANNER_SITES = ("CC1", "MF1", "TC1", "TC2", "CD1")
@@ -278,7 +279,70 @@ def bags_step(d: Driver, j: Journey, step: str, user: str, site: str, bags: list
         ok(d.scan(user, step, din_code(bag), site=site), "ok" if last else "incomplete")
 
 
-def manufacture(d: Driver, j: Journey, products: int = 1) -> None:
+GOOD_MATERIAL = {
+    "tnc": (3.2, "10^9 cells"),
+    "viability": (94.0, "%"),
+    "cd3_fraction": (0.45, "fraction"),
+    "volume": (210.0, "mL"),
+}
+PASSING_RESULTS = {
+    "sterility": ("negative", None),
+    "endotoxin": ("0.5", "EU/mL"),
+    "mycoplasma": ("negative", None),
+    "viability": ("88", "%"),
+    "identity": ("positive", None),
+    "potency": ("450", "pg/mL"),
+    "vcn": ("1.8", "copies/cell"),
+}
+
+
+def accept_material(d: Driver, j: Journey, measurements: dict[str, Any] | None = None) -> Any:
+    """The manufacturing site records the starting material's measurements at receipt."""
+    with d.new_uow() as uow:
+        outcome = quality.record_acceptance(
+            uow=uow,
+            principal=d.world.principals["operator"],
+            order_public_id=j.order.public_id,
+            measurements=measurements or GOOD_MATERIAL,
+            now=d.clock.now(),
+        )
+        uow.commit()
+    return outcome
+
+
+def lot_code(d: Driver, j: Journey) -> str:
+    with d.new_uow() as uow:
+        lot = quality.order_lot(uow.session, j.order.id)
+        assert lot is not None
+        return lot.code
+
+
+def pass_release_tests(d: Driver, j: Journey, results: dict[str, Any] | None = None) -> str:
+    """The operator records every release test, QA reviews each: the lot is ready to release."""
+    code = lot_code(d, j)
+    for test, (value, unit) in (results or PASSING_RESULTS).items():
+        with d.new_uow() as uow:
+            row = quality.record_result(
+                uow=uow,
+                principal=d.world.principals["operator"],
+                lot_code=code,
+                test_code=test,
+                value=value,
+                unit=unit,
+                now=d.clock.now(),
+            )
+            uow.commit()
+        with d.new_uow() as uow:
+            quality.review_result(
+                uow=uow, principal=d.world.principals["qa"], result_id=row.id, now=d.clock.now()
+            )
+            uow.commit()
+    return code
+
+
+def manufacture(d: Driver, j: Journey, products: int = 1, *, accept: bool = True) -> None:
+    if accept:
+        accept_material(d, j)
     bags_step(d, j, "start_manufacturing", "operator", "MF1", j.bags)
     bags_step(d, j, "complete_manufacturing", "operator", "MF1", j.bags)
     j.products = [
@@ -300,6 +364,13 @@ def manufacture(d: Driver, j: Journey, products: int = 1) -> None:
 
 
 def release(d: Driver, j: Journey) -> None:
+    with d.new_uow() as uow:
+        lot = quality.order_lot(uow.session, j.order.id)
+        # Tests that recorded their own results (or a bag back from quarantine, released
+        # again from the same lot) go straight to the scan step.
+        untested = lot is not None and not quality.results_by_test(uow.session, lot.id)
+    if untested:
+        pass_release_tests(d, j)
     step = "qa_release"
     ok(d.scan("qa", step, coi_code(j.order), site="MF1"))
     for bag in j.products:

@@ -17,7 +17,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from schedules.demo import seed_schedules
+from tracker import demo_quality
 from tracker.config import Settings
+from tracker.demo_quality import profile_quality
 from tracker.domain.access import Role
 from tracker.domain.access import SiteKind
 from tracker.domain.custody import CustodyState as S
@@ -115,6 +117,7 @@ PROFILES = [
             "shelf_life_days": 270,
             "defaults_to_confirm": True,
             "journey": journey_to_data(default_journey("fresh")),
+            "quality": profile_quality(fresh=True, rapid=False),
         },
     ),
     (
@@ -130,6 +133,7 @@ PROFILES = [
             "cryopreservation": "local",
             "defaults_to_confirm": True,
             "journey": journey_to_data(default_journey("cryo_local")),
+            "quality": profile_quality(fresh=False, rapid=True),
         },
     ),
     (
@@ -143,6 +147,7 @@ PROFILES = [
             "cryopreservation": "central",
             "defaults_to_confirm": True,
             "journey": journey_to_data(default_journey("cryo_central")),
+            "quality": profile_quality(fresh=False, rapid=False),
         },
     ),
 ]
@@ -538,8 +543,16 @@ def _play_journey(
             scanner.t += timedelta(days=9)
             _print_demo_label(uow, p["operator"], settings, product.public_id, scanner.t)
         uow.session.expire(order)  # its items and shipments change with every step
+        if step.code == "start_manufacturing":
+            demo_quality.accept(uow, p, order.public_id, stage, scanner.t + timedelta(hours=1))
+        elif step.code == "qa_release":
+            demo_quality.test_results(uow, p, order.id, stage, scanner.t)
         scanner.perform(step)
         if step.code == depth:
+            if stage == demo_quality.REJECTED_STAGE:
+                demo_quality.accept(uow, p, order.public_id, stage, scanner.t + timedelta(hours=1))
+            elif stage == demo_quality.IN_PROGRESS_STAGE:
+                demo_quality.partial_results(uow, p, order.id, scanner.t + timedelta(hours=6))
             return
     raise AssertionError(f"demo depth {depth!r} is not a step of {scanner.journey.variant}")
 

@@ -187,6 +187,24 @@ def audit_pdf(
     return buffer.getvalue()
 
 
+def _fact_table(facts: list[list[str]], st: dict[str, ParagraphStyle]) -> LongTable:
+    """Label / value rows, labels shaded."""
+    table = LongTable(
+        [[_para(k, st["cell"]), _para(v, st["cell"])] for k, v in facts],
+        colWidths=[45 * mm, 137 * mm],
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9ca3af")),
+                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#f3f4f6")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
+    return table
+
+
 def certificate_pdf(bundle: dict[str, Any], *, verdict: dict[str, Any]) -> bytes:
     """The chain-of-identity certificate a person reads; the JSON bundle is what they verify."""
     st = _styles()
@@ -217,19 +235,7 @@ def certificate_pdf(bundle: dict[str, Any], *, verdict: dict[str, Any]) -> bytes
         ["Chain status", state],
         ["Generated", f"{m['generated_at']} by {m['generated_by']}"],
     ]
-    fact_table = LongTable(
-        [[_para(k, st["cell"]), _para(v, st["cell"])] for k, v in facts],
-        colWidths=[45 * mm, 137 * mm],
-    )
-    fact_table.setStyle(
-        TableStyle(
-            [
-                ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9ca3af")),
-                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#f3f4f6")),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ]
-        )
-    )
+    fact_table = _fact_table(facts, st)
     story: list[Flowable] = [
         Paragraph("Chain-of-identity certificate", st["title"]),
         fact_table,
@@ -319,5 +325,105 @@ def certificate_pdf(bundle: dict[str, Any], *, verdict: dict[str, Any]) -> bytes
     footer = _PageNumbers(
         f"Chain-of-identity certificate {m['coi']}", f"head {m['head_hash'][:16]}..."
     )
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buffer.getvalue()
+
+
+class _Barcode(Flowable):  # type: ignore[misc]
+    """A Code 128 symbol drawn as vector bars (whole bars, no scaling artefacts), with its
+    text underneath; the data must be an identifier only, never patient identity."""
+
+    def __init__(self, data: str, *, module: float = 0.9, bar_height: float = 14 * mm) -> None:
+        from labels.symbols import code128
+
+        super().__init__()
+        self.symbol = code128(data)
+        self.module, self.bar_height = module, bar_height
+        self.quiet = self.symbol.quiet_zone * module
+        self.width = self.symbol.width * module + 2 * self.quiet
+        self.height = bar_height + 10
+
+    def wrap(self, aw: float, ah: float) -> tuple[float, float]:
+        return self.width, self.height
+
+    def draw(self) -> None:
+        from labels.symbols import dark_runs
+
+        c = self.canv
+        for _row, start, run in dark_runs(self.symbol):
+            c.rect(self.quiet + start * self.module, 10, run * self.module, self.bar_height, 0, 1)
+        c.setFont("Courier", 8)
+        c.drawCentredString(self.width / 2, 1, _text(self.symbol.data))
+
+
+def release_certificate_pdf(cert: dict[str, Any]) -> bytes:
+    """The release-for-infusion certificate: the lot's tests and results, the QA release and
+    the identifiers scanned at the bedside (the certificate's CRT code and each bag's DIN as
+    Code 128). No patient name: the patient appears by pseudonym only."""
+    st = _styles()
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=14 * mm,
+        rightMargin=14 * mm,
+        topMargin=14 * mm,
+        bottomMargin=16 * mm,
+        title=f"Release for infusion {cert['code']}",
+        author=_text(cert["signed_by"]),
+    )
+    kind = cert["kind"]
+    facts = [
+        ["Certificate", cert["code"]],
+        ["Release", "EXCEPTIONAL RELEASE (out of specification)" if kind == "exceptional"
+         else kind],
+        ["Lot", f"{cert['lot']} ({cert['process']}, {cert['site']})"],
+        ["Chain of identity (DS040)", cert["coi"]],
+        ["Patient (pseudonym)", cert["patient"]],
+        ["Product", cert["product"]],
+        ["Released", f"{_utc(cert['issued_at'])}"],
+        ["QA signature", f"{cert['signed_by']} ({cert['meaning']}), {_utc(cert['signed_at'])}"],
+        ["Record hash", cert["record_hash"]],
+    ]  # fmt: skip
+    if cert.get("physician_name"):
+        facts.append(
+            [
+                "Physician acknowledgement",
+                f"{cert['physician_name']}, {_utc(cert['physician_acknowledged_at'])}: "
+                f"\u201c{cert['physician_statement']}\u201d",
+            ]
+        )
+    fact_table = _fact_table(facts, st)
+    story: list[Flowable] = [
+        Paragraph("Release for infusion", st["title"]),
+        fact_table,
+        Spacer(1, 4 * mm),
+        Paragraph("Scan at the bedside", st["h2"]),
+        _para("Release certificate", st["small"]),
+        _Barcode(cert["code"]),
+    ]
+    for bag in cert["bags"]:
+        story += [_para(f"Product bag {bag['din']}", st["small"]), _Barcode(bag["barcode"])]
+    story.append(Paragraph("Release tests", st["h2"]))
+    rows: list[list[Any]] = [
+        ["Test", "Method", "Specification", "Result", "Outcome", "Recorded / reviewed"]
+    ]
+    for t in cert["tests"]:
+        rows.append(
+            [
+                _para(t["code"], st["cell"]),
+                _para(t["method"], st["cell"]),
+                _para(t["spec"], st["cell"]),
+                _para(f"{t['value']} {t['unit'] or ''}".strip(), st["cell"]),
+                _para(t["outcome"].upper(), st["cell"]),
+                _para(f"{t['recorded_by']} / {t['reviewed_by'] or '-'}", st["cell"]),
+            ]
+        )
+    table = LongTable(
+        rows, colWidths=[24 * mm, 28 * mm, 32 * mm, 30 * mm, 18 * mm, 50 * mm], repeatRows=1
+    )
+    table.setStyle(_GRID)
+    story.append(table)
+    footer = _PageNumbers(f"Release for infusion {cert['code']}", _utc(cert["issued_at"]))
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()

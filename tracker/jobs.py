@@ -130,6 +130,15 @@ def rederive_shipment_deadlines(ctx: JobContext) -> None:
 
 
 @logged
+def sweep_release_estimates(ctx: JobContext) -> None:
+    """Re-estimate open lots' release (late results move it) against the planned LD start."""
+    from tracker.services import quality
+
+    with ctx.uow() as uow:
+        quality.sweep_release_estimates(uow=uow, now=ctx.clock.now())
+
+
+@logged
 def run_logger_imports(ctx: JobContext) -> None:
     """Import uploaded logger files, committing progress the upload page shows."""
     from tracker.services import readings

@@ -183,10 +183,31 @@ class LotRelease(Base):
     released_at: Mapped[datetime]
 
 
+class PhysicianAcknowledgement(Base):
+    """The treating physician's acknowledgement of an out-of-specification lot, recorded by QA.
+
+    It covers the OOS results it names (``oos_results``: result ids); a later OOS result needs
+    a new acknowledgement. Exceptional release copies it onto the ``lot_releases`` row.
+    """
+
+    __tablename__ = "physician_acknowledgements"
+    __table_args__ = (Index("ix_physician_acknowledgements_lot_id", "lot_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("manufacturing_lots.id"))
+    physician_name: Mapped[str] = mapped_column(String(200))
+    statement: Mapped[str] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime]
+    oos_results: Mapped[dict[str, Any]]
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime]
+
+
 APPEND_ONLY_TABLES = (
     "material_acceptances",
     "acceptance_measurements",
     "release_tests",
     "release_test_results",
     "lot_releases",
+    "physician_acknowledgements",
 )

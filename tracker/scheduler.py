@@ -57,6 +57,7 @@ def jobs(settings: Settings) -> list[Job]:
         Job("logger-silence", j.sweep_silent_loggers, settings.silence_sweep_seconds),
         Job("logger-imports", j.run_logger_imports, 1),
         Job("shipment-deadlines", j.rederive_shipment_deadlines, 60),
+        Job("quality-release-estimates", j.sweep_release_estimates, 300),
         Job("schedules-expire-holds", sweep_expired_holds, 60),
         Job("schedules-extend-capacity", extend_capacity_horizon, 6 * 3600),
         Job("purge-idempotency-keys", purge_idempotency_keys, 3600),

@@ -255,6 +255,35 @@ def upgrade() -> None:
     with op.batch_alter_table("release_test_results", schema=None) as batch_op:
         batch_op.create_index("ix_release_test_results_test_id", ["test_id"], unique=False)
 
+    op.create_table(
+        "physician_acknowledgements",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("lot_id", sa.Integer(), nullable=False),
+        sa.Column("physician_name", sa.String(length=200), nullable=False),
+        sa.Column("statement", sa.Text(), nullable=False),
+        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "oos_results",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("recorded_by", sa.Integer(), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["lot_id"],
+            ["manufacturing_lots.id"],
+            name=op.f("fk_physician_acknowledgements_lot_id_manufacturing_lots"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["recorded_by"],
+            ["users.id"],
+            name=op.f("fk_physician_acknowledgements_recorded_by_users"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_physician_acknowledgements")),
+    )
+    with op.batch_alter_table("physician_acknowledgements", schema=None) as batch_op:
+        batch_op.create_index("ix_physician_acknowledgements_lot_id", ["lot_id"], unique=False)
+
     _create_append_only_triggers()
 
 
@@ -263,6 +292,7 @@ APPEND_ONLY_TABLES = (
     "acceptance_measurements",
     "release_tests",
     "lot_releases",
+    "physician_acknowledgements",
 )
 # Everything on a result except its one-time review.
 RESULT_FIXED_COLUMNS = (
@@ -330,6 +360,10 @@ def _drop_append_only_triggers() -> None:
 
 def downgrade() -> None:
     _drop_append_only_triggers()
+    with op.batch_alter_table("physician_acknowledgements", schema=None) as batch_op:
+        batch_op.drop_index("ix_physician_acknowledgements_lot_id")
+
+    op.drop_table("physician_acknowledgements")
     with op.batch_alter_table("release_test_results", schema=None) as batch_op:
         batch_op.drop_index("ix_release_test_results_test_id")
 

@@ -13,6 +13,7 @@ from tests.alert_helpers import on_the_road
 from tests.factories import make_bag
 from tests.factories import make_label_print
 from tests.factories import make_order
+from tests.factories_quality import make_acceptance
 from tracker.domain.alerting import DeadlineKind
 from tracker.domain.alerting import LadderRole
 from tracker.domain.alerting import Notify
@@ -146,6 +147,15 @@ def test_a_deadline_met_late_still_leaves_its_breach_on_record(new_uow, world, c
     assert stability[0][2] == now + timedelta(hours=48)
     # Straight into storage, then manufacturing three days later; nobody swept in between.
     later = now + timedelta(hours=72)
+    with new_uow() as uow:  # the material passed acceptance (rows as the quality gate writes)
+        make_acceptance(
+            uow.session,
+            order=order,
+            site_id=world.sites["MF1"].id,
+            decided_by=world.users["operator"].id,
+            decided_at=later,
+        )
+        uow.commit()
     with new_uow() as uow:
         for to, site in ((S.stored, "CC1"), (S.in_manufacturing, "CC1")):
             custody.change_item_state(

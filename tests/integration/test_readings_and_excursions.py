@@ -10,6 +10,7 @@ from tests.alert_helpers import ingest
 from tests.alert_helpers import logger_row
 from tests.alert_helpers import on_the_road
 from tests.alert_helpers import series
+from tests.scanning import GOOD_MATERIAL
 from tracker.domain.alerting import Decision
 from tracker.domain.custody import CustodyState as S
 from tracker.domain.errors import TrackerError
@@ -19,6 +20,7 @@ from tracker.models import SmsOutbox
 from tracker.services import alerts
 from tracker.services import custody
 from tracker.services import orders
+from tracker.services import quality
 from tracker.services import readings
 
 
@@ -156,6 +158,15 @@ def test_an_alarm_holds_the_bag_until_qa_decides_and_quarantine_keeps_holding_it
     assert held.value.reason == "quarantine_hold"
     decide(Decision.accept)
     move(S.stored, reason="QA accepted after review")
+    with new_uow() as uow:  # the starting material's own acceptance gate (quality)
+        quality.record_acceptance(
+            uow=uow,
+            principal=p["operator"],
+            order_public_id=trip.order.public_id,
+            measurements=GOOD_MATERIAL,
+            now=clock.now(),
+        )
+        uow.commit()
     move(S.in_manufacturing)
 
 

@@ -85,6 +85,16 @@ REASONS: dict[str, str] = {
     "shipment_mismatch": "The shipper, tamper seal or logger differs from the shipment's record.",
     "deviation_open": "An open deviation blocks the next custody step until QA closes it.",
     "checklist_refused": "This answer stops the step; follow the site procedure.",
+    # quality gates (starting-material acceptance, release testing, lot release)
+    "unit_mismatch": "The value's unit measures something else than the criterion's unit.",
+    "measurement_missing": "A value the acceptance criteria need was not entered.",
+    "material_not_accepted": "The starting material has no acceptance (or was rejected).",
+    "release_tests_incomplete": "A release test has no reviewed result yet.",
+    "lot_out_of_specification": "A release test is out of specification: exceptional release only.",
+    "no_lot": "No manufacturing lot of this order is waiting for this action.",
+    "reviewer_is_recorder": "A result is reviewed by someone other than who recorded it.",
+    "superseded": "That result was already corrected; correct the current one.",
+    "acknowledgement_required": "Exceptional release needs the physician's acknowledgement first.",
     # API-wide idempotency (Idempotency-Key header)
     "idempotency_in_flight": "A request with this Idempotency-Key is still running; retry later.",
     "idempotency_key_reused": "This Idempotency-Key was already used for a different request.",

@@ -32,6 +32,7 @@ from tracker.models import Site
 from tracker.models import TherapyOrder
 from tracker.services import alerts
 from tracker.services import deadlines
+from tracker.services import quality
 from tracker.services.audit import record_audit
 from tracker.services.counters import next_value
 from tracker.services.labels import require_label_printed
@@ -316,6 +317,12 @@ def change_item_state(
         require_label_printed(session, item)  # "label applied" needs a successful print
     # QA gate: an undecided excursion, or a quarantine/discard decision, holds the bag.
     alerts.require_custody_step_allowed(session, item, step.to_state)
+    # Quality gates: only accepted material enters manufacturing; only a releasable lot's
+    # product is released.
+    if step.to_state is CustodyState.in_manufacturing:
+        quality.require_material_accepted(session, item)
+    elif step.to_state is CustodyState.released:
+        quality.require_release_allowed(session, item)
     old_state = item.state
     item.state = step.to_state.value  # the one place an item's state is written
     item.site_id = site.id
@@ -351,6 +358,7 @@ def change_item_state(
         site_id=site.id,
     )
     deadlines.after_item_event(session, item=item, event=event, now=recorded)
+    quality.after_item_event(session, item=item, to_state=step.to_state, now=recorded)
     return event
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,8 +75,11 @@ from tracker.models import Site
 from tracker.models import StepRun
 from tracker.models import TherapyOrder
 from tracker.services import custody
+from tracker.services import quality
 from tracker.services.audit import record_audit
 from tracker.services.auth import sign_record
+from tracker.services.auth import signature_matches
+from tracker.services.deviations import open_deviation
 from tracker.services.principals import Principal
 from tracker.unit_of_work import UnitOfWork
 
@@ -706,43 +708,6 @@ def _http_status(status: str, reason: str | None) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _open_deviation(
-    session: Session,
-    *,
-    order_id: int,
-    kind: str,
-    description: str,
-    now: datetime,
-    user_id: int | None,
-    item_id: int | None = None,
-    run_id: int | None = None,
-    site_id: int | None = None,
-) -> Deviation:
-    deviation = Deviation(
-        public_id=custody.new_public_id("DVN"),
-        order_id=order_id,
-        item_id=item_id,
-        run_id=run_id,
-        kind=kind,
-        description=description,
-        opened_at=now,
-        opened_by_id=user_id,
-    )
-    session.add(deviation)
-    session.flush()
-    record_audit(
-        session,
-        now=now,
-        actor_user_id=user_id,
-        action="deviation_opened",
-        entity_type="deviation",
-        entity_id=deviation.public_id,
-        changes={"kind": [None, kind], "description": [None, description]},
-        site_id=site_id,
-    )
-    return deviation
-
-
 def _forced_deviation(
     session: Session,
     order_id: int,
@@ -766,7 +731,7 @@ def _forced_deviation(
     )
     if existing is not None:
         return existing
-    return _open_deviation(
+    return open_deviation(
         session,
         order_id=order_id,
         kind="forced_scan",
@@ -852,21 +817,17 @@ def _complete(
         signature = next(iter(_signatures(session, run)), None)
         if signature is None:
             raise TrackerError("out_of_order", "release needs the QA signature first")
+        if not signature_matches(signature, _signed_content(session, order, step, run, progress)):
+            raise TrackerError("conflict", "the lot's record changed after it was signed")
         released = sorted(
             facts.public_ids[int(t)]
             for req in step.scans
             if req.to_state is CustodyState.released
             for t in progress.done.get(req.key, frozenset())
         )
-        certificate = ReleaseCertificate(
-            code=ids.new_internal_id(ids.InternalKind.certificate, secrets.token_bytes).value,
-            order_id=order.id,
-            run_id=run.id,
-            signature_id=signature.id,
-            issued_at=now,
-            items={"bags": released},
+        certificate = quality.issue_release(
+            session, order_id=order.id, run=run, signature=signature, bags=released, now=now
         )
-        session.add(certificate)
         issued["certificate"] = certificate.code
     if not moved:
         # A verification that moves nothing still belongs on the chain of identity.
@@ -1109,6 +1070,8 @@ def _record(
         deadline=deadline,
     )
     verdict = rules.judge(scanned, ctx)
+    if isinstance(verdict, rules.Accepted) and step is not None:
+        verdict = _quality_gate(session, step, order, verdict)
 
     if isinstance(verdict, rules.Accepted):
         assert step is not None
@@ -1162,6 +1125,23 @@ def _record(
         deviation=deviation,
         deadline=deadline,
     )
+
+
+def _quality_gate(
+    session: Session, step: Step, order: _Order, verdict: rules.Accepted
+) -> rules.Verdict:
+    """Refuse at the first scan what custody would refuse at the end: manufacturing from
+    material that is not accepted, and release of a lot whose record is not complete."""
+    try:
+        if step.issues_certificate:
+            quality.release_check(session, order.id)
+        elif verdict.requirement.to_state is CustodyState.in_manufacturing:
+            item = session.get(Item, verdict.scanned.item_id) if verdict.scanned.item_id else None
+            if item is not None:
+                quality.require_material_accepted(session, item)
+    except TrackerError as exc:
+        return rules.Refused(exc.reason, exc.message)
+    return verdict
 
 
 def _accept(
@@ -1442,7 +1422,7 @@ def answer_step(
         if not counted:
             return _run_error(scope, run_key, "checklist_refused", problem or "")
         if problem is not None:
-            deviation = _open_deviation(
+            deviation = open_deviation(
                 session,
                 order_id=scope.order.id,
                 kind="checklist",
@@ -1461,6 +1441,39 @@ def answer_step(
     if opened:
         message += f" Deviation {', '.join(opened)} opened: QA must close it before the next step."
     return _finish(uow, principal, scope, run_key, message, now)
+
+
+def _signed_content(
+    session: Session, order: _Order, step: Step, run: StepRun, progress: rules.Progress
+) -> dict[str, Any]:
+    """What a step signature covers; a release signature also covers the lot's whole record."""
+    content: dict[str, Any] = {
+        "order": order.public_id,
+        "coi": order.coi,
+        "step": step.code,
+        "run": run.id,
+        "scanned": {k: sorted(v) for k, v in progress.done.items()},
+        "answers": dict(progress.answers),
+    }
+    if step.issues_certificate:
+        gate = quality.release_check(session, order.id)
+        content["lot"] = quality.lot_record(session, gate.lot)
+    return content
+
+
+def release_signature(session: Session, run_id: int) -> tuple[Signature, dict[str, Any]]:
+    """A QA release run's signature and the content it covers, rebuilt from the run's stored
+    scans and the lot's record as it is now (``signature_matches`` compares the two)."""
+    run = _load_run(session, run_id)
+    order = _lock_order(session, run.order_id)
+    step = order.journey.step(run.step)
+    if step is None or not step.issues_certificate:
+        raise TrackerError("invalid_request", "not a release step")
+    signature = next(iter(_signatures(session, run)), None)
+    if signature is None:
+        raise TrackerError("not_found", "this release run has no signature")
+    progress, _ = _progress(session, run, step, order, signature.user_id, signature.signed_at)
+    return signature, _signed_content(session, order, step, run, progress)
 
 
 def sign_step(
@@ -1491,14 +1504,7 @@ def sign_step(
         if nxt is None:
             return _run_error(scope, run_key, "already_scanned", "You have already signed.")
         return _run_error(scope, run_key, "out_of_order", f"First: {nxt.prompt}.")
-    content = {
-        "order": scope.order.public_id,
-        "coi": scope.order.coi,
-        "step": step.code,
-        "run": run.id,
-        "scanned": {k: sorted(v) for k, v in scope.progress.done.items()},
-        "answers": dict(scope.progress.answers),
-    }
+    content = _signed_content(session, scope.order, step, run, scope.progress)
     signature = sign_record(
         uow=uow,
         hasher=hasher,
@@ -1542,7 +1548,7 @@ def report_deviation(
         raise TrackerError("forbidden", "you may not report deviations on this order")
     if not description.strip():
         raise TrackerError("reason_required", "describe the deviation")
-    return _open_deviation(
+    return open_deviation(
         session,
         order_id=order.id,
         kind="manual",

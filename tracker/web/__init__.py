@@ -30,6 +30,7 @@ from tracker.web import api_admin  # noqa: F401  (administration API routes)
 from tracker.web import api_alerts  # noqa: F401  (adds its routes to the API blueprint)
 from tracker.web import api_cockpit  # noqa: F401  (dashboard, timeline, audit, certificate routes)
 from tracker.web import api_comparability  # noqa: F401  (comparability API routes)
+from tracker.web import api_quality  # noqa: F401  (quality gates: acceptance, lots, results)
 from tracker.web import audit
 from tracker.web import cockpit
 from tracker.web import comparability
@@ -37,6 +38,7 @@ from tracker.web import health
 from tracker.web import journey
 from tracker.web import labels_api
 from tracker.web import labels_ui
+from tracker.web import quality
 from tracker.web import scanner
 from tracker.web import scans_api
 from tracker.web import twilio
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.register_blueprint(twilio.bp)
     app.register_blueprint(schedules_api.bp)
     app.register_blueprint(schedules_views.bp)
-    for cockpit_bp in (cockpit.bp, journey.bp, audit.bp, admin.bp):
+    for cockpit_bp in (cockpit.bp, journey.bp, audit.bp, admin.bp, quality.bp):
         app.register_blueprint(cockpit_bp)
     app.register_blueprint(comparability.bp)
     init_cli(app)

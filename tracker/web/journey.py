@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from tracker import queries_journey
+from tracker import queries_quality
 from tracker.services import certificates
 from tracker.web.auth import current_principal
 from tracker.web.runtime import runtime
@@ -26,6 +27,9 @@ def journey(public_id: str) -> ResponseReturnValue:
         data = queries_journey.journey(
             uow.session, current_principal(), public_id, now=rt.clock.now()
         )
+        quality = queries_quality.order_quality(
+            uow.session, current_principal(), public_id, rt.clock.now()
+        )
     if show in queries_journey.KINDS:
         data["entries"] = [e for e in data["entries"] if e["kind"] == show]
     return render_template(
@@ -35,6 +39,7 @@ def journey(public_id: str) -> ResponseReturnValue:
         kinds=queries_journey.KINDS,
         kind_labels=queries_journey.KIND_LABELS,
         can_sign=_may_sign(),
+        q=quality,
     )
 
 
