@@ -3,8 +3,9 @@
 Three manufacturing sites, two processes, rejections (one corrected), a re-collection, OOS
 results (current, retested and corrected), an exceptional release, a rejected lot, a lot still
 in testing, and vein-to-vein legs of different lengths. Orders, bags and custody events go
-through the real services (custody changes at the times the legs say); quality rows through
-``tests.factories_quality``.
+through the real services (custody changes at the times the legs say), so the quality service
+opens each lot and its release tests when the bag enters manufacturing; acceptances, results
+and releases are written with ``tests.factories_quality``.
 
 ``SPECS`` is the input the tests compute their expected numbers from, independently of the
 code under test.
@@ -24,9 +25,7 @@ from sqlalchemy import select
 from tests.conftest import World
 from tests.factories import make_label_print
 from tests.factories_quality import make_acceptance
-from tests.factories_quality import make_lot
 from tests.factories_quality import make_lot_release
-from tests.factories_quality import make_release_tests
 from tests.factories_quality import make_result
 from tests.factories_quality import quality_profile_data
 from tracker.domain.access import SiteKind
@@ -34,6 +33,8 @@ from tracker.domain.custody import CustodyState as S
 from tracker.domain.custody import ItemKind
 from tracker.models import Deviation
 from tracker.models import Item
+from tracker.models_quality import ManufacturingLot
+from tracker.models_quality import ReleaseTest
 from tracker.services import custody
 from tracker.services import orders
 
@@ -252,72 +253,79 @@ def seed_order(new_uow: Any, world: World, spec: OrderSpec, start: datetime, now
             _move(uow, world, bag, S.packed, marks[0] + timedelta(minutes=10), "CC1", now)
             _move(uow, world, bag, S.in_transit, marks[0] + timedelta(minutes=20), "CD1", now)
             _move(uow, world, bag, S.received, marks[1], spec.site, now)
-        if len(marks) > 2:
-            _move(
-                uow,
-                world,
-                bag,
-                S.in_manufacturing,
-                marks[1] + timedelta(hours=QUEUE_HOURS),
-                spec.site,
-                now,
-            )
-            _move(uow, world, bag, S.consumed, marks[2], spec.site, now)
         uow.commit()
-    product = None
-    if len(marks) > 3:
-        with new_uow() as uow:
-            product = custody.register_bag(
-                uow=uow,
-                principal=admin,
-                order_public_id=order.public_id,
-                kind=ItemKind.final_product_bag,
-                parent_public_id=bag.public_id,
-                now=now,
-                occurred_at=marks[2],
-            )
-            uow.commit()
-        make_label_print(new_uow, world, product, now, who="admin")
-        with new_uow() as uow:
-            _move(uow, world, product, S.labelled, marks[2], spec.site, now)
-            _move(uow, world, product, S.stored, marks[2] + timedelta(minutes=30), spec.site, now)
-            released = marks[3] + timedelta(hours=CUSTODY_RELEASE_LAG)
-            _move(uow, world, product, S.released, released, spec.site, now)
-            if len(marks) > 4:
-                _move(
-                    uow, world, product, S.packed, released + timedelta(minutes=10), spec.site, now
-                )
-                _move(
-                    uow, world, product, S.in_transit, released + timedelta(minutes=20), "CD1", now
-                )
-                _move(uow, world, product, S.received, marks[4], "TC1", now)
-            if len(marks) > 5:
-                _move(uow, world, product, S.stored, marks[4] + timedelta(minutes=5), "TC1", now)
-                _move(uow, world, product, S.thawed, marks[5] - timedelta(minutes=20), "TC1", now)
-                _move(uow, world, product, S.infusing, marks[5], "TC1", now)
-            uow.commit()
+    if len(marks) > 1:
+        _decide(new_uow, world, spec, order, bag, marks[1] + timedelta(hours=1))
+    if len(marks) <= 2:
+        return order
+    # Manufacturing through custody: the quality service opens the lot (with the profile's
+    # release tests) when the bag enters manufacturing and starts testing when it is consumed,
+    # each at the time it happened (passed as the service's ``now``).
+    lot_start = marks[1] + timedelta(hours=QUEUE_HOURS)
+    with new_uow() as uow:
+        _move(uow, world, bag, S.in_manufacturing, lot_start, spec.site, lot_start)
+        _move(uow, world, bag, S.consumed, marks[2], spec.site, marks[2])
+        uow.commit()
+    _results_and_release(new_uow, world, spec, order, marks)
+    if len(marks) <= 3:
+        return order
+    with new_uow() as uow:
+        product = custody.register_bag(
+            uow=uow,
+            principal=admin,
+            order_public_id=order.public_id,
+            kind=ItemKind.final_product_bag,
+            parent_public_id=bag.public_id,
+            now=now,
+            occurred_at=marks[2],
+        )
+        uow.commit()
+    make_label_print(new_uow, world, product, now, who="admin")
+    with new_uow() as uow:
+        _move(uow, world, product, S.labelled, marks[2], spec.site, now)
+        _move(uow, world, product, S.stored, marks[2] + timedelta(minutes=30), spec.site, now)
+        # Custody records the bags' release after the lot's release record.
+        released = marks[3] + timedelta(hours=CUSTODY_RELEASE_LAG)
+        _move(uow, world, product, S.released, released, spec.site, now)
+        if len(marks) > 4:
+            _move(uow, world, product, S.packed, released + timedelta(minutes=10), spec.site, now)
+            _move(uow, world, product, S.in_transit, released + timedelta(minutes=20), "CD1", now)
+            _move(uow, world, product, S.received, marks[4], "TC1", now)
+        if len(marks) > 5:
+            _move(uow, world, product, S.stored, marks[4] + timedelta(minutes=5), "TC1", now)
+            _move(uow, world, product, S.thawed, marks[5] - timedelta(minutes=20), "TC1", now)
+            _move(uow, world, product, S.infusing, marks[5], "TC1", now)
+        uow.commit()
+    return order
 
+
+def _decide(
+    new_uow: Any, world: World, spec: OrderSpec, order: Any, bag: Any, at: datetime
+) -> None:
+    """The spec's acceptance decisions, each chain's corrections superseding its first row."""
     with new_uow() as uow:
         session = uow.session
         site_id = world.sites[spec.site].id  # type: ignore[attr-defined]
         qa = world.users["admin"].id  # type: ignore[attr-defined]
-        reviewer = world.users["qa"].id  # type: ignore[attr-defined]
         item_id = session.scalar(select(Item.id).where(Item.public_id == bag.public_id))
-        stands = []
-        for chain in spec.decisions:
+        for number, chain in enumerate(spec.decisions):
             previous = None
             for decision in chain:
                 deviation_id = None
                 if decision == "accepted_with_deviation":
+                    # Closed by QA, so it does not hold the next custody step.
                     deviation = Deviation(
-                        public_id=f"DEV-CMP{spec.index:03d}{len(stands)}",
+                        public_id=f"DEV-CMP{spec.index:03d}{number}",
                         order_id=order.id,
                         item_id=item_id,
                         kind="manual",
-                        status="open",
+                        status="closed",
                         description="Viability below the acceptance limit",
-                        opened_at=marks[1],
+                        opened_at=at,
                         opened_by_id=qa,
+                        closed_at=at,
+                        closed_by_id=qa,
+                        close_reason="Accepted by QA with a deviation",
                     )
                     session.add(deviation)
                     session.flush()
@@ -327,61 +335,63 @@ def seed_order(new_uow: Any, world: World, spec: OrderSpec, start: datetime, now
                     order=order,
                     site_id=site_id,
                     decided_by=qa,
-                    decided_at=marks[1] + timedelta(hours=1),
+                    decided_at=at + timedelta(minutes=number),
                     decision=decision,
                     item_id=item_id,
                     deviation_id=deviation_id,
                     supersedes_id=previous.id if previous else None,
                     reason="re-measured viability" if previous else None,
                 )
-            stands.append(previous)
-        if spec.lot is not None:
-            lot = make_lot(
-                session,
-                order=order,
-                acceptance=stands[-1],
-                site_id=site_id,
-                started_at=marks[1] + timedelta(hours=QUEUE_HOURS),
-                process=spec.process,
-                status="testing",
-                completed_at=marks[2] if len(marks) > 2 else None,
-            )
-            tests = make_release_tests(
-                session, lot=lot, started_at=marks[2], rapid=spec.process == "rapid_3d"
-            )
-            for code, history in results_of(spec).items():
-                previous_result = None
-                for n, (text, number, outcome) in enumerate(history):
-                    previous_result = make_result(
-                        session,
-                        test=tests[code],
-                        value=text,
-                        numeric_value=number,
-                        unit=UNITS.get(code),
-                        outcome=outcome,
-                        recorded_by=qa,
-                        reviewed_by=reviewer,
-                        recorded_at=marks[2] + timedelta(hours=24 + n),
-                        supersedes_id=previous_result.id if previous_result else None,
-                        reason="transcription corrected" if previous_result else None,
-                    )
-            if spec.lot.status in ("released", "exceptional_release"):
-                exceptional = spec.lot.status == "exceptional_release"
-                make_lot_release(
-                    session,
-                    lot=lot,
-                    qa_user_id=qa,
-                    site_id=site_id,
-                    released_at=marks[3],
-                    kind="exceptional" if exceptional else "standard",
-                    physician_name="Dr Treating" if exceptional else None,
-                    physician_statement="Benefit outweighs the risk" if exceptional else None,
-                )
-            else:
-                lot.status = spec.lot.status
-            session.flush()
         uow.commit()
-    return order
+
+
+def _results_and_release(
+    new_uow: Any, world: World, spec: OrderSpec, order: Any, marks: list[datetime]
+) -> None:
+    """Results (corrections superseding), reviewed by QA; then the lot's release or rejection."""
+    assert spec.lot is not None
+    with new_uow() as uow:
+        session = uow.session
+        qa = world.users["admin"].id  # type: ignore[attr-defined]
+        reviewer = world.users["qa"].id  # type: ignore[attr-defined]
+        lot = session.scalar(select(ManufacturingLot).where(ManufacturingLot.order_id == order.id))
+        assert lot is not None and lot.process == spec.process
+        tests = {
+            t.code: t
+            for t in session.scalars(select(ReleaseTest).where(ReleaseTest.lot_id == lot.id))
+        }
+        for code, history in results_of(spec).items():
+            previous = None
+            for n, (text, number, outcome) in enumerate(history):
+                previous = make_result(
+                    session,
+                    test=tests[code],
+                    value=text,
+                    numeric_value=number,
+                    unit=UNITS.get(code),
+                    outcome=outcome,
+                    recorded_by=qa,
+                    reviewed_by=reviewer,
+                    recorded_at=marks[2] + timedelta(hours=24 + n),
+                    supersedes_id=previous.id if previous else None,
+                    reason="transcription corrected" if previous else None,
+                )
+        if spec.lot.status in ("released", "exceptional_release"):
+            exceptional = spec.lot.status == "exceptional_release"
+            make_lot_release(
+                session,
+                lot=lot,
+                qa_user_id=qa,
+                site_id=world.sites[spec.site].id,  # type: ignore[attr-defined]
+                released_at=marks[3],
+                kind="exceptional" if exceptional else "standard",
+                physician_name="Dr Treating" if exceptional else None,
+                physician_statement="Benefit outweighs the risk" if exceptional else None,
+            )
+        elif spec.lot.status == "rejected":
+            lot.status = "rejected"
+        session.flush()
+        uow.commit()
 
 
 def seed_comparability(new_uow: Any, world: World, now: datetime) -> Seeded:
