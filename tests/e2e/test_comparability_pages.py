@@ -127,13 +127,14 @@ def test_the_api_answers_the_same_numbers_and_refuses_bad_days(client, seeded):
     assert csv_rows[0]["measure"] == "acceptance_rate"
 
 
-def test_a_courier_may_not_compare_sites_nor_is_offered_to(client, seeded):
+def test_a_courier_may_not_compare_sites_nor_is_offered_to(app, client, seeded):
     login(client, "courier")
     assert client.get("/api/v1/comparability").status_code == 403
     assert client.get("/quality/comparability").status_code == 403
     assert "/quality/comparability" not in client.get("/orders").get_data(as_text=True)
-    login(client, "qa")
-    assert "/quality/comparability" in client.get("/orders").get_data(as_text=True)
+    qa = app.test_client()  # a browser of its own, not a second login in the courier's
+    login(qa, "qa")
+    assert "/quality/comparability" in qa.get("/orders").get_data(as_text=True)
 
 
 def test_the_page_runs_the_same_number_of_statements_for_10_and_200_orders(
