@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from datetime import UTC
-from datetime import date
 from datetime import datetime
 from datetime import time
 from datetime import timedelta
@@ -48,6 +47,7 @@ from tracker.models_quality import ManufacturingLot
 from tracker.models_quality import MaterialAcceptance
 from tracker.models_quality import ReleaseTest
 from tracker.models_quality import ReleaseTestResult
+from tracker.queries_audit import parse_day
 from tracker.services.principals import Principal
 from tracker.services.principals import scope_orders
 
@@ -69,18 +69,6 @@ def require_comparability_reader(principal: Principal) -> None:
         raise TrackerError(
             "forbidden", "only QA, coordinators, manufacturing and administrators compare sites"
         )
-
-
-def _day(value: str, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError as exc:
-        raise TrackerError("invalid_request", f"{name} must be a date (YYYY-MM-DD)") from exc
-    if not 1900 <= day.year <= 2999:
-        raise TrackerError("invalid_request", f"{name} must be a date from 1900 to 2999")
-    return day
 
 
 @dataclass(frozen=True)
@@ -123,7 +111,7 @@ class ComparabilityFilters:
 
     def window(self) -> tuple[datetime | None, datetime | None]:
         """The UTC instants the days cover: [start 00:00, the day after end 00:00)."""
-        start, end = _day(self.start, "from"), _day(self.end, "to")
+        start, end = parse_day(self.start, "from"), parse_day(self.end, "to")
         if start and end and end < start:
             raise TrackerError("invalid_request", "'to' is before 'from'")
         return (
