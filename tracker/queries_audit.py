@@ -98,7 +98,8 @@ class AuditFilters:
         return ", ".join(parts) or "no filter"
 
 
-def _day(value: str, name: str) -> date | None:
+def parse_day(value: str, name: str) -> date | None:
+    """A UTC day from a filter (YYYY-MM-DD), or None when empty; refuses anything else."""
     if not value:
         return None
     try:
@@ -210,7 +211,7 @@ def audit_query(
         stmt = stmt.where(Site.code == filters.site)
     if filters.action:
         stmt = stmt.where(AuditEntry.action == filters.action)
-    first, last = _day(filters.start, "from"), _day(filters.end, "to")
+    first, last = parse_day(filters.start, "from"), parse_day(filters.end, "to")
     if first:
         stmt = stmt.where(AuditEntry.at >= datetime.combine(first, time(0), tzinfo=UTC))
     if last:

@@ -111,6 +111,8 @@ PAGE_TO_API: dict[str, list[str]] = {
     "admin.device_list": ["GET /api/v1/devices"],
     "admin.device_create": ["POST /api/v1/devices"],
     "admin.device_active": ["PATCH /api/v1/devices/{public_id}"],
+    "comparability.page": ["GET /api/v1/comparability"],
+    "comparability.csv_export": ["GET /api/v1/comparability.csv"],
 }
 
 NO_API: dict[str, str] = {

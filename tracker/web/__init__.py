@@ -29,9 +29,11 @@ from tracker.web import api
 from tracker.web import api_admin  # noqa: F401  (administration API routes)
 from tracker.web import api_alerts  # noqa: F401  (adds its routes to the API blueprint)
 from tracker.web import api_cockpit  # noqa: F401  (dashboard, timeline, audit, certificate routes)
+from tracker.web import api_comparability  # noqa: F401  (comparability API routes)
 from tracker.web import api_quality  # noqa: F401  (quality gates: acceptance, lots, results)
 from tracker.web import audit
 from tracker.web import cockpit
+from tracker.web import comparability
 from tracker.web import health
 from tracker.web import journey
 from tracker.web import labels_api
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.register_blueprint(schedules_views.bp)
     for cockpit_bp in (cockpit.bp, journey.bp, audit.bp, admin.bp, quality.bp):
         app.register_blueprint(cockpit_bp)
+    app.register_blueprint(comparability.bp)
     init_cli(app)
 
     @app.get("/api/openapi.json")
