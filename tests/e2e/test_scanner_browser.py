@@ -160,6 +160,21 @@ def _focused(page):
     return page.evaluate("document.activeElement && document.activeElement.id")
 
 
+def test_the_page_listing_the_scanners_runs_no_step_timers(page, server):
+    """Regression: the thaw countdown ticked every second on the page where a scanner is
+    chosen, which has no step panel, and threw there; a slow choice failed the wedge test."""
+    base, _ = server
+    log_in(page, base, "collector")
+    page.goto(f"{base}/scan/")
+    page.wait_for_selector("#choose-station")
+    assert page.locator("#countdown").count() == 0  # the panel the timers write to
+    # Long enough for the countdown's one-second timer to fire twice (the page fixture fails
+    # the test on any script error).
+    page.wait_for_timeout(2500)
+    page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    page.wait_for_timeout(200)
+
+
 def test_a_collection_nurse_scans_with_a_wedge_scanner_and_is_stopped_at_a_wrong_patient(
     page, server
 ):

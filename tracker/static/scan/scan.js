@@ -198,7 +198,6 @@ function renderCountdown() {
   }
   show(line, true);
 }
-setInterval(renderCountdown, 1000);
 
 function render(body) {
   if (body.countdown && body.countdown.deadline) {
@@ -328,10 +327,11 @@ async function flush() {
 
 window.addEventListener("online", () => {
   setOnline(true);
-  flush();
+  if (state.device) {
+    flush();
+  }
 });
 window.addEventListener("offline", () => setOnline(false));
-setInterval(flush, 5000);
 
 // ---------------------------------------------------------------------------------------
 // Scanning
@@ -597,6 +597,10 @@ function start() {
     return;
   }
   localStorage.setItem(DEVICE_KEY, state.device);
+  // The countdown, the verdicts and the uploads live in the step panel, which only a chosen
+  // scanner's page has: their timers start here, not on the page that lists the scanners.
+  setInterval(renderCountdown, 1000);
+  setInterval(flush, 5000);
   $("change-station").addEventListener("click", () => localStorage.removeItem(DEVICE_KEY));
   wireScanField();
   document.addEventListener("click", (event) => {

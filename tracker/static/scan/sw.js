@@ -2,7 +2,9 @@
 // and goes on queueing scans without a connection. API calls are never cached or answered
 // here: the page itself decides what to queue (see outbox.js).
 
-const CACHE = "coi-scanner-v1";
+// Files are served from this cache first: change the name whenever one of them changes, or
+// installed scanners keep running the old code.
+const CACHE = "coi-scanner-v2";
 const FILES = [
   "/static/app.css",
   "/static/scan/scan.css",
