@@ -456,13 +456,7 @@ def _timed(scanner, barrier, latencies, surprises, server_pgid=None) -> dict:  #
 _ITEM_ROW = (
     "items.id, items.public_id, items.kind, items.state, items.order_id, items.site_id, "
     "items.parent_id, items.din, items.container, items.product_code, items.lot, items.serial, "
-    "items.charged_at, items.validated_hold_hours, items.created_at, items.version_id, "
-    "s.id, s.code, s.name, s.kind, s.timezone, s.address, s.created_at"
-)
-_DEADLINE_ROW = (
-    "id, dedupe_key, kind, label, due_at, warn_at, order_id, item_id, shipment_id, site_id, "
-    "profile_id, profile_version, status, warned_at, breached_at, closed_at, created_at, "
-    "updated_at"
+    "items.charged_at, items.validated_hold_hours, items.created_at, items.version_id"
 )
 
 
@@ -501,7 +495,7 @@ class Direct:
             (self.user_id,),
         )
         self.conn.rollback()
-        device_id, site_id, _, _, _, site_code = q(
+        device_id, site_id, _, _, _, _ = q(
             "SELECT d.id, d.site_id, d.kind, d.active, s.kind, s.code FROM devices d "
             "JOIN sites s ON s.id = d.site_id WHERE d.public_id = %s",
             (self.device,),
@@ -521,7 +515,7 @@ class Direct:
             scanned_order = w.order_id
         else:
             row = q(
-                f"SELECT {_ITEM_ROW} FROM items LEFT OUTER JOIN sites s ON s.id = items.site_id "
+                f"SELECT {_ITEM_ROW} FROM items "
                 "WHERE items.din = %s AND items.kind IN ('apheresis_bag', 'final_product_bag')",
                 (raw[1:14],),
             )[0]
@@ -576,7 +570,7 @@ class Direct:
             )[0][0]
         if result == "ok":
             q("SAVEPOINT sa_savepoint_1")
-            self._complete(w, step, site_code, device_id, run_id, now)
+            self._complete(w, step, site_id, device_id, run_id, now)
             q(
                 "UPDATE step_runs SET status = 'completed', completed_at = %s, version_id = %s "
                 "WHERE id = %s AND version_id = %s",
@@ -619,7 +613,7 @@ class Direct:
         return result
 
     def _complete(
-        self, w: Work, step: str, site_code: str, device_id: int, run_id: int, now: datetime
+        self, w: Work, step: str, site_id: int, device_id: int, run_id: int, now: datetime
     ) -> None:
         """custody.change_items_state for the step's bags, statement for statement."""
         q = self.q
@@ -633,11 +627,10 @@ class Direct:
             (1, 1, 1, self.user_id, w.order_id),
         )
         q(
-            f"SELECT {_ITEM_ROW} FROM items LEFT OUTER JOIN sites s ON s.id = items.site_id "
+            f"SELECT {_ITEM_ROW} FROM items "
             "WHERE items.id = ANY(%s) ORDER BY items.id FOR NO KEY UPDATE OF items",
             (w.bag_ids,),
         )
-        (site_id,) = q("SELECT id FROM sites WHERE code = %s", (site_code,))[0]
         key = f"coi:{w.coi}"
         head: tuple[int, str] | None = None
         for n, bag in enumerate(w.bag_ids):
@@ -729,11 +722,6 @@ class Direct:
                 )
                 dedupe = f"ambient_exposure:{bag}:{event_id}"
                 q(
-                    f"SELECT {_DEADLINE_ROW} FROM handoff_deadlines WHERE dedupe_key = %s "
-                    "FOR UPDATE",
-                    (dedupe,),
-                )
-                q(
                     "INSERT INTO handoff_deadlines (dedupe_key, kind, label, due_at, warn_at, "
                     "order_id, item_id, shipment_id, site_id, profile_id, profile_version, "
                     "status, created_at, updated_at) VALUES (%s, 'ambient_exposure', %s, %s, "
@@ -750,10 +738,6 @@ class Direct:
                         now,
                         now,
                     ),
-                )
-                q(
-                    f"SELECT {_DEADLINE_ROW} FROM handoff_deadlines WHERE dedupe_key = %s",
-                    (dedupe,),
                 )
 
 

@@ -86,6 +86,34 @@ def test_set_deadline_is_one_row_per_key_and_moving_it_rearms_the_warning(new_uo
     assert _alerts(new_uow)[0][3] == "resolved"  # the warning gave way to the breach
 
 
+def test_a_new_deadline_is_the_stored_row_and_changes_to_it_are_written(new_uow, world, clock):
+    # A new deadline is not read back after its insert: the object returned must still be
+    # the stored row in every column, and later changes in the same transaction must reach it.
+    now = clock.now()
+    site = world.sites["TC1"].id
+    with new_uow() as uow:
+        row = deadlines.set_deadline(
+            uow=uow,
+            kind=DeadlineKind.plan_milestone,
+            due_at=now + timedelta(hours=2),
+            site_id=site,
+            dedupe_key="plan:returned-row:1",
+            label="Returned row",
+            now=now,
+        )
+        returned = {c.name: getattr(row, c.name) for c in HandoffDeadline.__table__.columns}
+        deadlines.complete(uow.session, row, at=now + timedelta(hours=1), now=now)
+        uow.commit()
+    with new_uow() as uow:
+        stored = uow.session.scalars(
+            select(HandoffDeadline).where(HandoffDeadline.dedupe_key == "plan:returned-row:1")
+        ).one()
+        assert {**returned, "status": "met", "closed_at": now + timedelta(hours=1)} == {
+            c.name: getattr(stored, c.name) for c in HandoffDeadline.__table__.columns
+        }
+        assert returned["id"] == stored.id and returned["warned_at"] is None
+
+
 def test_planned_pickup_warns_the_courier_and_picking_up_meets_it(new_uow, world, clock):
     now = clock.now()
     give_phone(new_uow, world, "courier", COURIER_PHONE)

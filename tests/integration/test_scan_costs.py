@@ -98,7 +98,7 @@ def test_each_bag_costs_a_few_statements_and_the_rest_is_paid_once(driver, conne
     # update, its custody event and its audit row. The order, its bags, the site and the
     # chain head: once per step.
     assert (four - two) / 2 <= 5
-    assert two <= 29
+    assert two <= 28
 
 
 def test_one_refused_bag_moves_none_of_the_step_s_bags(driver, new_uow, world, clock):

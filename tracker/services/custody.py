@@ -338,7 +338,7 @@ def change_item_state(
     if order is None and not principal.can_see_site(site.id):
         raise TrackerError("not_found", f"no item {item_public_id}")
     return _move_item(
-        session, principal, order, item, site, to_state, reason, occurred, recorded, details
+        session, principal, order, item, site.id, to_state, reason, occurred, recorded, details
     )
 
 
@@ -350,7 +350,7 @@ def change_items_state(
     item_ids: list[int],
     to_state: CustodyState,
     now: datetime,
-    site_code: str,
+    site_id: int,
     reason: str | None = None,
     occurred_at: datetime | None = None,
     details: dict[str, Any] | None = None,
@@ -359,7 +359,10 @@ def change_items_state(
     moves every bag it scanned): each item gets exactly the checks and records
     :func:`change_item_state` gives it (the same code does both), with the order and the
     items locked once and the chain's head read once. All or nothing: the first refusal
-    raises and the caller's transaction (or savepoint) undoes the rest."""
+    raises and the caller's transaction (or savepoint) undoes the rest.
+
+    ``site_id`` is where it happens: the caller's device's site, a row it already read (so no
+    lookup by code here; the role check at that site is made per item as always)."""
     occurred, recorded = _when(now, occurred_at)
     session = uow.session
     order = _lock_order_where(session, principal, TherapyOrder.id == order_id, str(order_id))
@@ -370,10 +373,11 @@ def change_items_state(
             .where(Item.id.in_(item_ids))
             .order_by(Item.id)
             .with_for_update(of=Item, key_share=True)
+            # The items' current sites are not needed (each moves to ``site_id``): no join.
+            .options(lazyload(Item.site))
             .execution_options(populate_existing=True)
         )
     }
-    site = _site_by_code(session, site_code)
     events: list[CustodyEvent] = []
     for item_id in item_ids:
         item = locked.get(item_id)
@@ -385,7 +389,7 @@ def change_items_state(
                 principal,
                 order,
                 item,
-                site,
+                site_id,
                 to_state,
                 reason,
                 occurred,
@@ -402,7 +406,7 @@ def _move_item(
     principal: Principal,
     order: TherapyOrder | None,
     item: Item,
-    site: Site,
+    site_id: int,
     to_state: CustodyState,
     reason: str | None,
     occurred: datetime,
@@ -412,7 +416,7 @@ def _move_item(
 ) -> CustodyEvent:
     """One item's state change, its anchor and row locked by the caller: every check, the
     hash-chained event, the audit row and the deadlines it starts or ends."""
-    principal.require_role_at(CUSTODY_ROLES, site.id, "record custody changes")
+    principal.require_role_at(CUSTODY_ROLES, site_id, "record custody changes")
     step = transition(ItemKind(item.kind), CustodyState(item.state), to_state, reason=reason)
     if step.to_state is CustodyState.labelled:
         require_label_printed(session, item)  # "label applied" needs a successful print
@@ -426,7 +430,7 @@ def _move_item(
         quality.require_release_allowed(session, item)
     old_state = item.state
     item.state = step.to_state.value  # the one place an item's state is written
-    item.site_id = site.id
+    item.site_id = site_id
     if item.kind == ItemKind.cryoshipper and step.to_state == CustodyState.charged:
         item.charged_at = occurred  # starts the hold-time clock
     event = _append_event(
@@ -438,7 +442,7 @@ def _move_item(
             event_type="transition",
             from_state=step.from_state.value,
             to_state=step.to_state.value,
-            site_id=site.id,
+            site_id=site_id,
             actor_user_id=principal.user_id,
             device_id=principal.device_id,
             occurred_at=occurred,
@@ -457,7 +461,7 @@ def _move_item(
         entity_id=item.public_id,
         changes={"state": [old_state, item.state]},
         reason=step.reason,
-        site_id=site.id,
+        site_id=site_id,
     )
     deadlines.after_item_event(session, item=item, event=event, now=recorded)
     quality.after_item_event(session, item=item, to_state=step.to_state, now=recorded)

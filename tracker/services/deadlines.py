@@ -26,6 +26,7 @@ from sqlalchemy import and_
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import make_transient_to_detached
 
 from tracker.clock import require_aware
 from tracker.clock import to_local
@@ -130,36 +131,34 @@ def upsert_deadline(
             kind, require_aware(starts_at or now), due_at, profile_data or {}
         )
     warn_at = min(require_aware(warn_at), due_at)
+    values: dict[str, Any] = {
+        "dedupe_key": dedupe_key,
+        "kind": DeadlineKind(kind).value,
+        "label": (label or LABELS[DeadlineKind(kind)])[:200],
+        "due_at": due_at,
+        "warn_at": warn_at,
+        "order_id": order_id,
+        "item_id": item_id,
+        "shipment_id": shipment_id,
+        "site_id": site_id,
+        "profile_id": profile_id,
+        "profile_version": profile_version,
+        "status": "open",
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Insert first: most keys are new (a custody event's deadlines), and then the insert is
+    # the only statement. A key that exists (or that a concurrent transaction is inserting:
+    # ON CONFLICT waits for it) inserts nothing, and the row is read under a lock below.
+    new_id = alerts.insert_ignore(session, HandoffDeadline, values)
+    if new_id is not None:
+        # Ours: the row is exactly what we inserted (every column given, the rest NULL),
+        # so it joins the session as a loaded row without being read back.
+        return _attached(session, HandoffDeadline(id=new_id, **values))
     row = session.scalar(
         select(HandoffDeadline).where(HandoffDeadline.dedupe_key == dedupe_key).with_for_update()
     )
-    if row is None:
-        new_id = alerts.insert_ignore(
-            session,
-            HandoffDeadline,
-            {
-                "dedupe_key": dedupe_key,
-                "kind": DeadlineKind(kind).value,
-                "label": (label or LABELS[DeadlineKind(kind)])[:200],
-                "due_at": due_at,
-                "warn_at": warn_at,
-                "order_id": order_id,
-                "item_id": item_id,
-                "shipment_id": shipment_id,
-                "site_id": site_id,
-                "profile_id": profile_id,
-                "profile_version": profile_version,
-                "status": "open",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        row = session.scalar(
-            select(HandoffDeadline).where(HandoffDeadline.dedupe_key == dedupe_key)
-        )
-        assert row is not None
-        if new_id is not None:
-            return row
+    assert row is not None
     if row.status != "open" or (row.due_at == due_at and row.warn_at == warn_at):
         return row
     # A moved deadline warns and alerts again if its new times are still ahead.
@@ -168,6 +167,15 @@ def upsert_deadline(
         row.warned_at = None
     if due_at > now:
         row.breached_at = None
+    return row
+
+
+def _attached(session: Session, row: HandoffDeadline) -> HandoffDeadline:
+    """A row this transaction just inserted, as a persistent object with no SQL: the columns
+    not given are NULL in the database and set to None here, so nothing is lazily loaded."""
+    row.warned_at = row.breached_at = row.closed_at = None
+    make_transient_to_detached(row)
+    session.add(row)
     return row
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import lazyload
 
 from tracker.clock import require_aware
 from tracker.config import Settings
@@ -119,9 +120,14 @@ _Q_CONTEXT = (
     .order_by(Scan.id)
     .limit(1)
 )
-_Q_BAGS_BY_DIN = select(Item).where(
-    Item.din == bindparam("din"),
-    Item.kind.in_([ItemKind.apheresis_bag.value, ItemKind.final_product_bag.value]),
+_Q_BAGS_BY_DIN = (
+    select(Item)
+    .where(
+        Item.din == bindparam("din"),
+        Item.kind.in_([ItemKind.apheresis_bag.value, ItemKind.final_product_bag.value]),
+    )
+    # Judging reads the bag's site id, never its site row: no join.
+    .options(lazyload(Item.site))
 )
 _Q_PATIENT = select(Patient.id).where(Patient.wristband_code == bindparam("code"))
 _Q_ACTIVE_ORDERS = select(TherapyOrder.id).where(
@@ -767,11 +773,13 @@ def _complete(
     order: _Order,
     progress: rules.Progress,
     facts: _Facts,
+    site_id: int,
     site_code: str,
     occurred: datetime,
     now: datetime,
 ) -> dict[str, Any]:
-    """Apply the step's custody transitions and close the run; returns what it issued."""
+    """Apply the step's custody transitions and close the run; returns what it issued.
+    ``site_id`` and ``site_code`` name the same site, where the step is performed."""
     session = uow.session
     details = {"step": step.code, "run": run.id}
     reason_q = step.reason_question
@@ -791,7 +799,7 @@ def _complete(
                 to_state=req.to_state,
                 now=now,
                 occurred_at=occurred,
-                site_code=site_code,
+                site_id=site_id,
                 reason=reason,
                 details=details,
             )
@@ -1225,6 +1233,7 @@ def _accept(
             order=order,
             progress=progress,
             facts=facts,
+            site_id=site_id,
             site_code=site_code,
             occurred=occurred,
             now=now,
@@ -1365,6 +1374,7 @@ def _finish(
                     order=scope.order,
                     progress=progress,
                     facts=scope.facts,
+                    site_id=scope.run.site_id,
                     site_code=scope.site_code,
                     occurred=now,
                     now=now,
