@@ -119,9 +119,16 @@ def _estimate_dict(est: q.ReleaseEstimate) -> dict[str, Any]:
     return {"expected_at": est.expected_at, "slowest": est.slowest, "late": list(est.late)}
 
 
-def lot_summary(session: Session, lot: ManufacturingLot, now: datetime) -> dict[str, Any]:
-    state = q.lot_state(quality.test_states(session, lot))
-    est = quality.estimate(session, lot, now)
+def lot_summary(
+    session: Session,
+    lot: ManufacturingLot,
+    now: datetime,
+    states: list[q.TestState] | None = None,
+) -> dict[str, Any]:
+    if states is None:
+        states = quality.test_states(session, lot)
+    state = q.lot_state(states)
+    est = quality.estimate(session, lot, now, states)
     return {
         "code": lot.code,
         "status": lot.status,
@@ -221,6 +228,9 @@ def lot_detail(session: Session, principal: Principal, code: str, now: datetime)
         for r in rows:
             user_ids |= {r.recorded_by, r.reviewed_by}
     names = _names(session, user_ids)
+    # What this person may do on the lot now; the service refuses the rest with a reason.
+    is_open = lot.status in quality.OPEN_LOT
+    may_review = principal.has_role_at(frozenset({Role.qa}), lot.site_id)
     tests = []
     for t in quality.lot_tests(session, lot.id):
         rows = results.get(t.id, [])
@@ -257,6 +267,13 @@ def lot_detail(session: Session, principal: Principal, code: str, now: datetime)
                         "supersedes": r.supersedes_id,
                         "reason": r.reason,
                         "current": cur is not None and r.id == cur.id,
+                        # reviewed once, by someone other than the person who recorded it
+                        "may_review": is_open
+                        and may_review
+                        and cur is not None
+                        and r.id == cur.id
+                        and r.reviewed_by is None
+                        and r.recorded_by != principal.user_id,
                     }
                     for r in rows
                 ],
@@ -314,8 +331,8 @@ def lot_detail(session: Session, principal: Principal, code: str, now: datetime)
         ],
         "ld_start": ld,
         "release_after_ld": bool(expected and ld and expected > ld),
-        "may_record": principal.has_role_at(quality.QUALITY_ROLES, lot.site_id),
-        "may_review": principal.has_role_at(frozenset({Role.qa}), lot.site_id),
+        "may_record": is_open and principal.has_role_at(quality.QUALITY_ROLES, lot.site_id),
+        "may_review": may_review,
         "user_id": principal.user_id,
     }
 
@@ -335,13 +352,19 @@ def _signature_still_matches(session: Session, sig: Signature, lot: Manufacturin
 def lots(session: Session, principal: Principal, now: datetime) -> list[dict[str, Any]]:
     """Lots of the orders the principal can see, open ones first."""
     visible = scope_orders(select(TherapyOrder.id), principal)
+    # The orders come with their lots (the estimate reads each order's profile from the
+    # session), and every lot's tests and results in two statements: no query per lot.
     rows = session.execute(
-        select(ManufacturingLot, TherapyOrder.public_id)
+        select(ManufacturingLot, TherapyOrder)
         .join(TherapyOrder, TherapyOrder.id == ManufacturingLot.order_id)
         .where(ManufacturingLot.order_id.in_(visible.scalar_subquery()))
         .order_by(ManufacturingLot.id.desc())
     ).all()
-    out = [{**lot_summary(session, lot, now), "order": order} for lot, order in rows]
+    states = quality.test_states_of(session, [lot.id for lot, _ in rows])
+    out = [
+        {**lot_summary(session, lot, now, states[lot.id]), "order": order.public_id}
+        for lot, order in rows
+    ]
     out.sort(key=lambda r: (r["status"] not in quality.OPEN_LOT, r["code"]))
     return out
 

@@ -158,3 +158,25 @@ def test_the_page_runs_the_same_number_of_statements_for_10_and_200_orders(
     print(f"comparability statements: {small} for 10 orders, {large} for 200")
     assert large == small and large_csv == small_csv
     assert small <= 14
+
+
+def test_the_lot_list_runs_the_same_number_of_statements_for_10_and_60_lots(
+    client, connection, new_uow, world, clock
+):
+    # Each lot's readiness and expected release come from its tests and results: read for
+    # every lot at once, not lot by lot (the /quality page and GET /api/v1/lots).
+    now = clock.now()
+    login(client, "admin")
+
+    def count(path: str) -> tuple[int, int]:
+        with counting_statements(connection) as statements:
+            resp = client.get(path)
+        assert resp.status_code == 200, resp.data[:300]
+        return len(statements), len(resp.get_json()["lots"])
+
+    bulk_quality(new_uow, world, bulk_journeys(new_uow, world, now, start=0, count=10), now)
+    small, small_lots = count("/api/v1/lots")
+    bulk_quality(new_uow, world, bulk_journeys(new_uow, world, now, start=10, count=50), now)
+    large, large_lots = count("/api/v1/lots")
+    assert small_lots >= 5 and large_lots >= 5 * small_lots  # (rejected material has no lot)
+    assert large == small

@@ -283,7 +283,7 @@ def _recollection(
         now=now,
         subject=order.public_id,
         order_id=order.id,
-        details={"quality": "material_rejected", "why": decision.summary(), **knock_on},
+        details={"why": decision.summary(), **knock_on},
     )
     return knock_on
 
@@ -457,11 +457,27 @@ def current_result(results: list[ReleaseTestResult]) -> ReleaseTestResult | None
 
 
 def test_states(session: Session, lot: ManufacturingLot) -> list[q.TestState]:
-    results = results_by_test(session, lot.id)
-    out = []
-    for test in lot_tests(session, lot.id):
+    return test_states_of(session, [lot.id]).get(lot.id, [])
+
+
+def test_states_of(session: Session, lot_ids: list[int]) -> dict[int, list[q.TestState]]:
+    """Each lot's tests with their current results, per lot id, in two statements."""
+    if not lot_ids:
+        return {}
+    results: dict[int, list[ReleaseTestResult]] = {}
+    for row in session.scalars(
+        select(ReleaseTestResult)
+        .join(ReleaseTest, ReleaseTest.id == ReleaseTestResult.test_id)
+        .where(ReleaseTest.lot_id.in_(lot_ids))
+        .order_by(ReleaseTestResult.id)
+    ):
+        results.setdefault(row.test_id, []).append(row)
+    out: dict[int, list[q.TestState]] = {lot_id: [] for lot_id in lot_ids}
+    for test in session.scalars(
+        select(ReleaseTest).where(ReleaseTest.lot_id.in_(lot_ids)).order_by(ReleaseTest.id)
+    ):
         cur = current_result(results.get(test.id, []))
-        out.append(
+        out[test.lot_id].append(
             q.TestState(
                 test.code,
                 test.due_at,
@@ -574,11 +590,18 @@ def review_result(
 # ---------------------------------------------------------------------------------------------
 
 
-def estimate(session: Session, lot: ManufacturingLot, now: datetime) -> q.ReleaseEstimate:
+def estimate(
+    session: Session,
+    lot: ManufacturingLot,
+    now: datetime,
+    states: list[q.TestState] | None = None,
+) -> q.ReleaseEstimate:
     order = session.get(TherapyOrder, lot.order_id)
     assert order is not None
     grace = q.grace_from_profile(quality_block(_profile(session, order).data))
-    return q.expected_release(test_states(session, lot), now, grace=grace)
+    if states is None:
+        states = test_states(session, lot)
+    return q.expected_release(states, now, grace=grace)
 
 
 def planned_ld_start(session: Session, order_id: int) -> datetime | None:
@@ -622,7 +645,6 @@ def check_release_against_plan(session: Session, lot: ManufacturingLot, now: dat
         subject=lot.code,
         order_id=order.id,
         details={
-            "quality": "release_after_ld",
             "lot": lot.code,
             "expected_release": est.expected_at.isoformat(),
             "ld_start": ld.isoformat(),
