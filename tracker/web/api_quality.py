@@ -162,6 +162,7 @@ class ResultOut(Strict):
     supersedes: int | None
     reason: str | None
     current: bool
+    may_review: bool  # the caller may review this result now
 
 
 class TestOut(Strict):
@@ -210,8 +211,8 @@ class LotOut(LotSummaryOut):
     acknowledgements: list[AckOut]
     ld_start: datetime | None
     release_after_ld: bool
-    may_record: bool
-    may_review: bool
+    may_record: bool  # the caller may record results on this lot now (open lot, role)
+    may_review: bool  # the caller is QA at the lot's site
     user_id: int | None
 
 
