@@ -28,6 +28,9 @@ from tracker.models import StepRun
 from tracker.models import TherapyOrder
 from tracker.services.auth import make_hasher
 from tracker.unit_of_work import UnitOfWork
+from tracker.web import STATIC_DIR
+from tracker.web.scan_worker import cached_urls
+from tracker.web.scan_worker import service_worker
 
 pytestmark = pytest.mark.browser
 
@@ -160,6 +163,44 @@ def _focused(page):
     return page.evaluate("document.activeElement && document.activeElement.id")
 
 
+def _caches(page):
+    """Every cache of the origin, with the paths (and queries) of the requests it holds."""
+    return page.evaluate(
+        """async () => {
+            const held = {};
+            for (const name of await caches.keys()) {
+                const cache = await caches.open(name);
+                held[name] = (await cache.keys()).map((r) => {
+                    const url = new URL(r.url);
+                    return url.pathname + url.search;
+                });
+            }
+            return held;
+        }"""
+    )
+
+
+def _static(paths):
+    return {p for p in paths if p.startswith("/static/")}
+
+
+def test_the_scanner_caches_exactly_the_files_its_cache_name_is_computed_from(page, server):
+    """The worker's cache is named after the digest of the files the server hashed, and what
+    it holds of /static/ after a working page load is exactly those files: a file cached
+    (at install or on the fly) but not hashed would never be refreshed on a scanner."""
+    base, _ = server
+    log_in(page, base, "collector")
+    _choose(page, base, "Apheresis bay", "collect_bags")
+    page.evaluate("async () => { await navigator.serviceWorker.ready; }")
+    page.reload()  # now through the worker: files from its cache, the page kept
+    page.wait_for_selector("#work:not([hidden])")
+    held = _caches(page)
+    assert list(held) == [f"coi-scanner-{service_worker(STATIC_DIR).digest}"]
+    [paths] = held.values()
+    assert _static(paths) == set(cached_urls((STATIC_DIR / "scan" / "sw.js").read_text()))
+    assert all(p.startswith("/scan/") for p in set(paths) - _static(paths)), paths
+
+
 def test_the_page_listing_the_scanners_runs_no_step_timers(page, server):
     """Regression: the thaw countdown ticked every second on the page where a scanner is
     chosen, which has no step panel, and threw there; a slow choice failed the wedge test."""
@@ -290,6 +331,10 @@ def test_the_camera_uses_our_own_copy_of_the_barcode_polyfill(page, server):
         timeout=60000,
     )
     assert all(u.startswith(base) or u.startswith("data:") for u in requests), requests
+    # Whatever the camera pulled in and the worker kept is among the files it hashes.
+    source = (STATIC_DIR / "scan" / "sw.js").read_text()
+    for paths in _caches(page).values():
+        assert _static(paths) <= set(cached_urls(source)), paths
     shot(page, "scanner-camera")
     page.get_by_role("button", name="Stop camera").click()
     assert _focused(page) == "scan-input"

@@ -7,9 +7,11 @@ scope covers the page, which then opens (and queues scans) without a connection.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from flask import Blueprint
+from flask import current_app
 from flask import flash
 from flask import jsonify
 from flask import redirect
@@ -25,11 +27,11 @@ from flask_wtf.csrf import generate_csrf
 from tracker import scan_queries
 from tracker.domain.errors import TrackerError
 from tracker.services import scans
+from tracker.web import scan_worker
 from tracker.web.auth import current_principal
 from tracker.web.runtime import runtime
 
 bp = Blueprint("scanner", __name__, url_prefix="/scan")
-SCAN_STATIC = Path(__file__).resolve().parent.parent / "static" / "scan"
 
 
 def _show_codes() -> bool:
@@ -90,7 +92,17 @@ def session_state() -> ResponseReturnValue:
 
 @bp.get("/sw.js")
 def service_worker() -> ResponseReturnValue:
-    response = send_file(SCAN_STATIC / "sw.js", mimetype="text/javascript", max_age=0)
+    worker = scan_worker.service_worker(Path(current_app.static_folder or ""))
+    # The ETag and 304s must follow the served bytes: sw.js's own file date and size stay the
+    # same when only a cached file (and so the cache name) changes.
+    response = send_file(
+        io.BytesIO(worker.body),
+        mimetype="text/javascript",
+        max_age=0,
+        download_name="sw.js",
+        etag=worker.etag,
+        last_modified=None,
+    )
     response.headers["Cache-Control"] = "no-cache"
     response.headers["Service-Worker-Allowed"] = "/scan/"
     return response

@@ -2,9 +2,11 @@
 // and goes on queueing scans without a connection. API calls are never cached or answered
 // here: the page itself decides what to queue (see outbox.js).
 
-// Files are served from this cache first: change the name whenever one of them changes, or
-// installed scanners keep running the old code.
-const CACHE = "coi-scanner-v2";
+// Files are served from this cache first, so its name must change whenever one of them does,
+// or installed scanners keep running the old code. The server puts a digest of the exact bytes
+// of every file in FILES into the name (tracker/web/scan_worker.py): keep FILES a plain list of
+// "/static/..." strings, and leave the placeholder below as it is.
+const CACHE = "coi-scanner-__FILES_DIGEST__";
 const FILES = [
   "/static/app.css",
   "/static/scan/scan.css",
@@ -17,7 +19,10 @@ const FILES = [
 ];
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES)));
+  // "reload" skips the browser's HTTP cache: our static files carry no max-age, so a heuristic
+  // freshness could otherwise put the old bytes into the new cache.
+  const fresh = FILES.map((url) => new Request(url, { cache: "reload" }));
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(fresh)));
   self.skipWaiting();
 });
 
