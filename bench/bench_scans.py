@@ -515,11 +515,12 @@ class Direct:
             scanned_order = w.order_id
         else:
             row = q(
-                f"SELECT {_ITEM_ROW} FROM items "
+                "SELECT id, kind, order_id, state, site_id, serial, container, charged_at, "
+                "validated_hold_hours FROM items "
                 "WHERE items.din = %s AND items.kind IN ('apheresis_bag', 'final_product_bag')",
                 (raw[1:14],),
             )[0]
-            item_id, scanned_order = row[0], row[4]
+            item_id, scanned_order = row[0], row[2]
         order_id = context[0][1] if context else scanned_order
         q(
             "SELECT o.id, o.public_id, o.coi, o.patient_id, o.collection_site_id, "
@@ -619,8 +620,9 @@ class Direct:
         q = self.q
         labelling = step == "collect_label_bags"
         to, was = ("labelled", "registered") if labelling else ("collected", "labelled")
-        q(
-            "SELECT o.* FROM therapy_orders o WHERE (o.treatment_site_id IN (%s) OR "
+        q(  # the order, locked, with the product profile the deadlines read
+            "SELECT o.*, p.* FROM therapy_orders o JOIN product_profiles p "
+            "ON p.id = o.product_profile_id WHERE (o.treatment_site_id IN (%s) OR "
             "o.collection_site_id IN (%s) OR o.manufacturing_site_id IN (%s) OR EXISTS "
             "(SELECT * FROM shipments sh WHERE sh.order_id = o.id AND sh.courier_user_id = %s)) "
             "AND o.id = %s FOR NO KEY UPDATE OF o",
@@ -708,12 +710,6 @@ class Direct:
                 "%s, NULL, %s) RETURNING id",
                 (now, self.user_id, str(bag), json.dumps({"state": [was, to]}), site_id),
             )
-            if n == 0:  # the deadlines read the product profile once
-                q(
-                    "SELECT * FROM product_profiles WHERE id = (SELECT product_profile_id "
-                    "FROM therapy_orders WHERE id = %s)",
-                    (w.order_id,),
-                )
             if not labelling:  # collected: the bag's ambient exposure clock starts
                 q(
                     "SELECT to_state, occurred_at FROM custody_events WHERE item_id = %s AND "

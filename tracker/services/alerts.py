@@ -13,8 +13,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import exists
 from sqlalchemy import func
@@ -73,14 +75,25 @@ def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) ->
     This is how repeats are stopped by stored markers: two sweepers or two requests racing
     on one dedupe key insert it once, and neither transaction fails.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    pk = model.__table__.primary_key.columns
-    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(*pk)
-    row = session.execute(stmt).first()
+    if session.new:
+        session.flush()  # the row may reference one still pending; nothing else is read
+    table = model.__table__
+    if not values.keys() <= set(table.c.keys()):  # Core would drop an unknown key silently
+        raise ValueError(f"{table.name} has no column {sorted(values.keys() - table.c.keys())}")
+    conn = session.connection()
+    stmt = _insert_ignore_statement(conn.dialect.name, table)
+    row = conn.execute(stmt, values).first()
     if row is None:
         return None
     return row[0] if len(row) == 1 else tuple(row)
+
+
+@cache
+def _insert_ignore_statement(dialect: str, table: Table) -> Any:
+    # One statement object per table (the values come as parameters): SQLAlchemy finds its
+    # compiled form by identity instead of building and keying a new statement per call.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 def wake_dispatcher(session: Session) -> None:

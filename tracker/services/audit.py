@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from tracker.clock import require_aware
 from tracker.models import AuditEntry
+from tracker.services.rows import insert_attached
 
 
 def _jsonable(value: Any) -> Any:
@@ -39,7 +40,7 @@ def record_audit(
     reason: str | None = None,
     site_id: int | None = None,
 ) -> AuditEntry:
-    """Add one audit row in the caller's transaction."""
+    """Write one audit row in the caller's transaction (now: it is append-only)."""
     entry = AuditEntry(
         at=require_aware(now),
         actor_user_id=actor_user_id,
@@ -50,5 +51,4 @@ def record_audit(
         reason=reason,
         site_id=site_id,
     )
-    session.add(entry)
-    return entry
+    return insert_attached(session, entry)

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm import lazyload
 
 from tracker.clock import require_aware
@@ -41,6 +42,7 @@ from tracker.services.counters import next_value
 from tracker.services.labels import require_label_printed
 from tracker.services.principals import Principal
 from tracker.services.principals import scope_orders
+from tracker.services.rows import insert_attached
 from tracker.unit_of_work import UnitOfWork
 
 
@@ -103,19 +105,26 @@ def _append_event(
     event.prev_hash = last.hash if last else chain.GENESIS
     event.details = event.details or {}
     event.hash = chain.event_hash(event.prev_hash, event_fields(event))
-    session.add(event)
-    session.flush()
-    return event
+    return insert_attached(session, event)
 
 
 def _lock_order_where(
-    session: Session, principal: Principal, condition: ColumnElement[bool], name: str
+    session: Session,
+    principal: Principal,
+    condition: ColumnElement[bool],
+    name: str,
+    *,
+    with_profile: bool = False,
 ) -> TherapyOrder:
     # Visibility is the same SQL scope the read views use, so the two can never disagree.
-    # The lock query loads the order row alone; relationships load if and when used.
+    # The lock query loads the order row alone (``with_profile``: and its product profile,
+    # which a custody change's deadlines read); other relationships load if and when used.
+    options = [lazyload("*")]
+    if with_profile:
+        options.append(joinedload(TherapyOrder.product_profile, innerjoin=True))
     order = session.scalar(
         scope_orders(select(TherapyOrder), principal)
-        .options(lazyload("*"))
+        .options(*options)
         .where(condition)
         # NO KEY UPDATE serialises custody writers of one order without blocking inserts
         # elsewhere that only reference it (their foreign key checks take KEY SHARE).
@@ -329,7 +338,11 @@ def change_item_state(
     order = None
     if probe.order_id is not None:
         order = _lock_order_where(
-            session, principal, TherapyOrder.id == probe.order_id, f"of item {item_public_id}"
+            session,
+            principal,
+            TherapyOrder.id == probe.order_id,
+            f"of item {item_public_id}",
+            with_profile=True,
         )
     item = _lock_item(session, item_public_id)
     site = _site_by_code(session, site_code) if site_code else item.site
@@ -365,7 +378,9 @@ def change_items_state(
     lookup by code here; the role check at that site is made per item as always)."""
     occurred, recorded = _when(now, occurred_at)
     session = uow.session
-    order = _lock_order_where(session, principal, TherapyOrder.id == order_id, str(order_id))
+    order = _lock_order_where(
+        session, principal, TherapyOrder.id == order_id, str(order_id), with_profile=True
+    )
     locked = {
         item.id: item
         for item in session.scalars(

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -316,17 +317,19 @@ def _profile(item: Item) -> tuple[Any, dict[str, Any]]:
     return profile, (profile.data if profile else {})
 
 
+_Q_TRANSITIONS = (
+    select(CustodyEvent.to_state, CustodyEvent.occurred_at)
+    .where(CustodyEvent.item_id == bindparam("item"), CustodyEvent.event_type == "transition")
+    .order_by(CustodyEvent.occurred_at, CustodyEvent.seq)
+)
+
+
 def _ambient_intervals(
     session: Session, item: Item, rule_name: str, material: str
 ) -> list[OutOfStorageInterval]:
     """The bag's earlier spells in ambient states that count against the same budget."""
-    events = list(
-        session.execute(
-            select(CustodyEvent.to_state, CustodyEvent.occurred_at)
-            .where(CustodyEvent.item_id == item.id, CustodyEvent.event_type == "transition")
-            .order_by(CustodyEvent.occurred_at, CustodyEvent.seq)
-        )
-    )
+    # Custody events are written as they happen (rows.insert_attached): nothing to flush.
+    events = list(session.connection().execute(_Q_TRANSITIONS, {"item": item.id}))
     spells = []
     ambient = AMBIENT_STATES.get(item.kind, frozenset())
     for (state, start), nxt in zip(events, [*events[1:], None][: len(events)], strict=True):

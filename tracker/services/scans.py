@@ -27,6 +27,7 @@ from datetime import datetime
 from datetime import timedelta
 from enum import Enum
 from typing import Any
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from sqlalchemy import Integer
@@ -40,7 +41,6 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm import lazyload
 
 from tracker.clock import require_aware
 from tracker.config import Settings
@@ -120,14 +120,21 @@ _Q_CONTEXT = (
     .order_by(Scan.id)
     .limit(1)
 )
-_Q_BAGS_BY_DIN = (
-    select(Item)
-    .where(
-        Item.din == bindparam("din"),
-        Item.kind.in_([ItemKind.apheresis_bag.value, ItemKind.final_product_bag.value]),
-    )
-    # Judging reads the bag's site id, never its site row: no join.
-    .options(lazyload(Item.site))
+# What judging a scanned item reads of it (a bag's row, or a shipper's); never its site row.
+_ITEM_FACTS = (
+    Item.id,
+    Item.kind,
+    Item.order_id,
+    Item.state,
+    Item.site_id,
+    Item.serial,
+    Item.container,
+    Item.charged_at,
+    Item.validated_hold_hours,
+)
+_Q_BAGS_BY_DIN = select(*_ITEM_FACTS).where(
+    Item.din == bindparam("din"),
+    Item.kind.in_([ItemKind.apheresis_bag.value, ItemKind.final_product_bag.value]),
 )
 _Q_PATIENT = select(Patient.id).where(Patient.wristband_code == bindparam("code"))
 _Q_ACTIVE_ORDERS = select(TherapyOrder.id).where(
@@ -282,7 +289,20 @@ def _din_label(din: str) -> str:
     return f"{grouped} {check}"
 
 
-def _item_scanned(session: Session, item: Item, label: str) -> rules.Scanned:
+class _ItemFacts(Protocol):
+    """The columns of ``_ITEM_FACTS``: an ``Item`` or a row of them."""
+
+    id: int
+    kind: str
+    order_id: int | None
+    state: str
+    site_id: int | None
+    serial: str | None
+    charged_at: datetime | None
+    validated_hold_hours: int | None
+
+
+def _item_scanned(session: Session, item: _ItemFacts, label: str) -> rules.Scanned:
     kind = SCAN_KIND_OF_ITEM[ItemKind(item.kind)]
     order_id = item.order_id
     expires = None
@@ -312,7 +332,7 @@ def _unknown(message: str) -> rules.Scanned:
 
 
 def _resolve_din(session: Session, din: ids.Din) -> rules.Scanned:
-    bags = list(session.scalars(_Q_BAGS_BY_DIN, {"din": din.din}))
+    bags: list[Any] = list(_core(session, _Q_BAGS_BY_DIN, {"din": din.din}))
     if din.container_number is not None:
         bags = [b for b in bags if b.container == din.container_number]
     if not bags:
