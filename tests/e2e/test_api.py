@@ -194,7 +194,8 @@ def test_a_valid_din_is_parsed(client, world):
     assert resp.get_json()["parsed"]["din"] == "G123417654321"
 
 
-def test_a_device_token_authenticates_without_a_session(client, world, new_uow, clock):
+def device_token(new_uow, world, clock, site: str = "CC1"):  # type: ignore[no-untyped-def]
+    """A scanner registered at ``site``, with the token it authenticates with."""
     from tracker.services import auth
 
     with new_uow() as uow:
@@ -202,11 +203,16 @@ def test_a_device_token_authenticates_without_a_session(client, world, new_uow, 
             uow=uow,
             name="Gun",
             kind="scanner",
-            site_id=world.sites["CC1"].id,
+            site_id=world.sites[site].id,
             now=clock.now(),
             actor_user_id=None,
         )
         uow.commit()
+    return issued
+
+
+def test_a_device_token_authenticates_without_a_session(client, world, new_uow, clock):
+    issued = device_token(new_uow, world, clock)
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {issued.token}"})
     assert me.status_code == 200 and me.get_json()["device_id"] == issued.device.id
     bad = client.get("/api/v1/me", headers={"Authorization": "Bearer nonsense"})
@@ -270,6 +276,30 @@ def test_the_idle_timeout_ends_the_session(client, world, clock, settings):
     clock.advance(timedelta(minutes=settings.idle_timeout_minutes + 1))
     resp = client.get("/api/v1/me")
     assert resp.status_code == 401 and resp.get_json()["reason"] == "session_expired"
+
+
+def test_activity_keeps_the_session_alive_without_a_new_cookie_on_every_request(
+    client, world, clock, settings
+):
+    from datetime import timedelta
+
+    from tracker.web.auth import LAST_SEEN_STEP
+
+    login(client, "coord")
+    idle = timedelta(minutes=settings.idle_timeout_minutes)
+    # Requests close together leave the cookie alone (no re-signing per scan).
+    clock.advance(timedelta(seconds=LAST_SEEN_STEP / 3))
+    resp = client.get("/api/v1/me")
+    assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+    # A request after the step records the activity...
+    clock.advance(idle - timedelta(minutes=1))
+    resp = client.get("/api/v1/me")
+    assert resp.status_code == 200 and "Set-Cookie" in resp.headers
+    # ...so the session lives on past the idle limit counted from the login.
+    clock.advance(idle - timedelta(minutes=1))
+    assert client.get("/api/v1/me").status_code == 200
+    clock.advance(idle + timedelta(minutes=1))
+    assert client.get("/api/v1/me").status_code == 401
 
 
 def test_login_page_refuses_a_locked_account_with_its_reason(client, world, settings):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests import scanning as sc
 from tests.e2e.test_api import api
+from tests.e2e.test_api import device_token
 from tests.e2e.test_api import login
 from tracker.services import idempotency as idem
 
@@ -384,3 +385,29 @@ def test_the_worker_purges_expired_idempotency_keys(session_factory, new_uow, cl
     purge_idempotency_keys(JobContext(session_factory, clock, settings, "test"))
     with new_uow() as uow:
         assert uow.session.scalar(select(func.count(IdempotencyKey.id))) == 0
+
+
+def test_the_scan_api_checks_a_session_csrf_token_once_and_never_a_device_tokens(
+    client, world, new_uow, clock, scanners
+):
+    """A device token is no ambient credential: its scan reaches the scan rules (which want a
+    person) instead of being refused as a forged browser request; a session still needs its
+    CSRF token."""
+    issued = device_token(new_uow, world, clock)
+    body = {
+        "raw": "TRKPAT0000000000X",
+        "device": issued.device.public_id,
+        "step": "collect_verify_patient",
+        "client_at": "2026-03-02T14:00:00+00:00",
+        "nonce": str(uuid.uuid4()),
+        "run": "run-api-0001",
+    }
+    resp = client.post(
+        "/api/v1/scans", json=body, headers={"Authorization": f"Bearer {issued.token}"}
+    )
+    assert resp.status_code == 403
+    assert resp.get_json()["reason"] == "forbidden"
+    assert "person" in resp.get_json()["message"]
+    login(client, "nurse")
+    resp = client.post("/api/v1/scans", json={**body, "device": scanners["CC1"]})
+    assert resp.status_code == 403 and resp.get_json()["reason"] == "csrf_failed"

@@ -20,9 +20,8 @@ from tracker.domain.label_rules import MAX_COPIES
 from tracker.domain.label_rules import LabelKind
 from tracker.services import labels
 from tracker.services import printers
-from tracker.web.api import _authenticate_and_check_csrf
+from tracker.web.api import guard
 from tracker.web.api import registry
-from tracker.web.auth import csrf
 from tracker.web.auth import current_principal
 from tracker.web.errors import error_response
 from tracker.web.openapi import Query
@@ -31,9 +30,7 @@ from tracker.web.openapi import UtcDateTime
 from tracker.web.runtime import runtime
 
 bp = Blueprint("labels_api", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)
-# The same gate as the rest of the API: a session (with CSRF on writes) or a device token.
-bp.before_request(_authenticate_and_check_csrf)
+guard(bp)
 
 PublicId = Field(min_length=1, max_length=32)
 StepText = Field(default=None, min_length=1, max_length=24, pattern=r"^[A-Za-z0-9 ./()-]+$")

@@ -19,7 +19,7 @@ from pydantic import Field
 from tracker import scan_queries
 from tracker.services import scans
 from tracker.web import idempotency
-from tracker.web.api import _authenticate_and_check_csrf
+from tracker.web.api import guard
 from tracker.web.api import registry
 from tracker.web.auth import current_principal
 from tracker.web.openapi import Query
@@ -29,7 +29,7 @@ from tracker.web.runtime import runtime
 
 bp = Blueprint("scans", __name__, url_prefix="/api/v1")
 # The same authentication and CSRF rule as the rest of the API (one definition, in api.py).
-bp.before_request(_authenticate_and_check_csrf)
+guard(bp)
 # Scans de-duplicate on their nonce instead of an Idempotency-Key.
 idempotency.protect(bp, exempt={"scans.record_scan"})
 
