@@ -89,8 +89,8 @@ def _load_user(raw: str) -> SessionUser | None:
         user_id, version = (int(part) for part in raw.split(":", 1))
     except ValueError:
         return None
-    with runtime().uow() as uow:
-        rows = uow.session.connection().execute(_Q_SESSION_USER, {"user": user_id}).all()
+    with runtime().reading() as conn:
+        rows = conn.execute(_Q_SESSION_USER, {"user": user_id}).all()
     if not rows:
         return None
     first = rows[0]
@@ -100,6 +100,8 @@ def _load_user(raw: str) -> SessionUser | None:
     principal = Principal(user_id=user_id, name=first.full_name, grants=grants)
     return SessionUser(user_id, first.username, first.full_name, first.session_version, principal)
 
+
+LAST_SEEN_STEP = 15.0
 
 # Pages that refresh themselves send this header: a refresh is not the person being active.
 POLL_HEADER = "X-Tracker-Poll"
@@ -133,7 +135,11 @@ def _enforce_idle_timeout() -> ResponseReturnValue | None:
             raise TrackerError("session_expired")
         flash("Your session was idle too long. Please log in again.", "warning")
         return _to_login()
-    if request.headers.get(POLL_HEADER) != "1":
+    # Activity is written to the cookie at most every LAST_SEEN_STEP seconds: a scanner making
+    # several scans a minute does not re-sign and re-send its session cookie on every scan.
+    # (The idle limit is in minutes; this makes it up to that many seconds later, never sooner.)
+    stale = last is None or now - float(last) >= LAST_SEEN_STEP
+    if stale and request.headers.get(POLL_HEADER) != "1":
         session["last_seen"] = now
     return None
 

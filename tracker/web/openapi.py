@@ -87,10 +87,13 @@ class RowIdConverter(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
 def storable_text(value: object) -> bool:
     """False for text PostgreSQL cannot store: NUL characters or unpaired surrogates."""
     if isinstance(value, str):
-        return "\x00" not in value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+        return _UNSTORABLE_CHARS.search(value) is None
     if isinstance(value, dict):
         return all(storable_text(k) and storable_text(v) for k, v in value.items())
     if isinstance(value, list):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -40,23 +42,49 @@ class Runtime:
         as it is.)
         """
         if has_request_context() and self.session_factory.kw.get("bind") is self.engine:
-            return _RequestUnitOfWork(self.session_factory, self.engine)
+            return _RequestUnitOfWork(self.session_factory, self)
         return UnitOfWork(self.session_factory)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A unit of work that only reads plain rows: a connection whose transaction is rolled
+        back at the end, without an ORM session (in a request, its one connection)."""
+        conn = _claim_request_connection(self) if has_request_context() else None
+        if conn is None:
+            with self.uow() as uow:
+                yield uow.session.connection()
+            return
+        try:
+            yield conn
+        finally:
+            try:
+                conn.rollback()
+            finally:
+                g._tracker_db_busy = False
+
+
+def _claim_request_connection(rt: Runtime) -> Connection | None:
+    """The request's one connection, checked out on first use, if no unit of work holds it
+    (and the app's sessions are bound to the engine, not to a test's outer transaction)."""
+    if g.get("_tracker_db_busy") or rt.session_factory.kw.get("bind") is not rt.engine:
+        return None
+    conn: Connection | None = g.get("_tracker_db")
+    if conn is None:
+        conn = g._tracker_db = rt.engine.connect()
+    g._tracker_db_busy = True
+    return conn
 
 
 class _RequestUnitOfWork(UnitOfWork):
-    def __init__(self, factory: sessionmaker[Session], engine: Engine) -> None:
+    def __init__(self, factory: sessionmaker[Session], rt: Runtime) -> None:
         super().__init__(factory)
-        self._engine = engine
+        self._rt = rt
         self._shares = False
 
     def __enter__(self) -> UnitOfWork:
-        if not g.get("_tracker_db_busy"):
-            conn: Connection | None = g.get("_tracker_db")
-            if conn is None:
-                conn = g._tracker_db = self._engine.connect()
+        conn = _claim_request_connection(self._rt)
+        if conn is not None:
             self._bind, self._shares = conn, True
-            g._tracker_db_busy = True
         return super().__enter__()
 
     def __exit__(
