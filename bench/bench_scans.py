@@ -81,6 +81,8 @@ GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "2"))
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "4"))
 # A person scans every few seconds; 250 ms per scanner is ten times faster than that.
 PACE = float(os.environ.get("BENCH_PACE_SECONDS", "0.25"))
+# The closed-loop measurement alternates app and baseline this many times.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 @dataclass
@@ -432,6 +434,12 @@ def _timed(scanner, barrier, latencies, surprises, server_pgid=None) -> dict:  #
     server = _cpu_of_group(server_pgid) - server0
     busy1, all1 = _machine_busy()
     flat = sorted(x for per in latencies for x in per)
+    return _summary(flat, elapsed, surprises, client, server, busy1 - busy0, max(all1 - all0, 1e-9))
+
+
+def _summary(  # type: ignore[no-untyped-def]
+    flat, elapsed, surprises, client, server, busy, wall_cpu
+) -> dict:
     return {
         "scans": len(flat),
         "seconds": elapsed,
@@ -443,9 +451,22 @@ def _timed(scanner, barrier, latencies, surprises, server_pgid=None) -> dict:  #
         # everything on the machine (PostgreSQL and whatever else runs) together.
         "client_ms": client / len(flat) * 1000,
         "server_ms": server / len(flat) * 1000,
-        "machine_ms": (busy1 - busy0) / len(flat) * 1000,
-        "machine_busy": (busy1 - busy0) / max(all1 - all0, 1e-9),
+        "machine_ms": busy / len(flat) * 1000,
+        "machine_busy": busy / wall_cpu,
+        # Raw figures, so that rounds can be added up.
+        "_raw": (flat, elapsed, client, server, busy, wall_cpu),
     }
+
+
+def combined(rounds: list[dict]) -> dict:
+    """Several rounds of one side as one measurement (their scans, times and CPU added)."""
+    raws = [r["_raw"] for r in rounds]
+    return _summary(
+        sorted(x for raw in raws for x in raw[0]),
+        *(sum(raw[i] for raw in raws) for i in (1,)),
+        [s for r in rounds for s in r["surprises"]],
+        *(sum(raw[i] for raw in raws) for i in (2, 3, 4, 5)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,7 +656,7 @@ class Direct:
         )
         key = f"coi:{w.coi}"
         head: tuple[int, str] | None = None
-        for n, bag in enumerate(w.bag_ids):
+        for bag in w.bag_ids:
             if labelling:
                 q(
                     "SELECT barcode_data FROM label_prints WHERE item_id = %s AND label_kind = "
@@ -841,6 +862,7 @@ def main() -> None:
     settings = Settings(env="development", database_url=URL)
     print(
         f"database: {URL.rsplit('@', 1)[-1]}; {SCANNERS} scanners x {per_scanner} orders x 7 scans"
+        f", in {ROUNDS} rounds of app then direct"
     )
     reset(settings)
     t0 = time.perf_counter()
@@ -852,21 +874,28 @@ def main() -> None:
         work["app"][n].pop()
         work["direct"][n].pop()
     app_sql = app_statements(settings, nurses[0], devices[0], spare[0])
-    port = free_port()
-    server = start_gunicorn(port)
-    try:
-        app = run_app(port, nurses, devices, work["app"], server_pgid=server.pid)
-        paced = run_app(port, nurses, devices, work["paced"], pace=PACE, server_pgid=server.pid)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     engine = make_engine(URL)
     with engine.connect() as conn:
         users = [
             conn.scalar(text("SELECT id FROM users WHERE username = :u"), {"u": u}) for u in nurses
         ]
     engine.dispose()
-    direct = run_direct(users, devices, work["direct"])
+    port = free_port()
+    server = start_gunicorn(port)
+    app_rounds: list[dict] = []
+    direct_rounds: list[dict] = []
+    try:
+        # App and baseline take turns, so a slow spell of a shared machine hits both sides.
+        for i in range(ROUNDS):
+            part = {n: orders[i::ROUNDS] for n, orders in work["app"].items()}
+            app_rounds.append(run_app(port, nurses, devices, part, server_pgid=server.pid))
+            part = {n: orders[i::ROUNDS] for n, orders in work["direct"].items()}
+            direct_rounds.append(run_direct(users, devices, part))
+        paced = run_app(port, nurses, devices, work["paced"], pace=PACE, server_pgid=server.pid)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    app, direct = combined(app_rounds), combined(direct_rounds)
     direct_sql = direct_statements(users[0], devices[0], spare[1])
     print(
         f"\ngunicorn {GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads (gthread), "
@@ -877,6 +906,14 @@ def main() -> None:
             f"{name:<28} {r['scans']:6d} scans {r['seconds']:7.2f} s {r['rate']:8.1f} scans/s"
             f"   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms"
         )
+    ratios = [a["rate"] / d["rate"] for a, d in zip(app_rounds, direct_rounds, strict=True)]
+    print(
+        "rounds (app / direct scans/s): "
+        + ", ".join(
+            f"{a['rate']:.0f}/{d['rate']:.0f} = {a['rate'] / d['rate']:.2f}"
+            for a, d in zip(app_rounds, direct_rounds, strict=True)
+        )
+    )
     print("\nCPU per scan (ms): client = the load generator, server = gunicorn, machine = all")
     for name, r in (("app over HTTP (gunicorn)", app), ("direct SQL (psycopg)", direct)):
         print(
@@ -893,7 +930,10 @@ def main() -> None:
     print("same statements (verb and table) in both: " + ("yes" if not differences else "NO"))
     for line in differences:
         print(f"  {line}")
-    print(f"app / direct rate: {app['rate'] / direct['rate']:.2f}")
+    print(
+        f"app / direct rate: {app['rate'] / direct['rate']:.2f} over all rounds "
+        f"(median of rounds {statistics.median(ratios):.2f})"
+    )
     print(
         f"\npaced: {SCANNERS} scanners, one scan each every {PACE * 1000:.0f} ms "
         f"({SCANNERS / PACE:.0f} scans/s offered): {paced['rate']:.1f} scans/s, "
