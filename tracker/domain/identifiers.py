@@ -32,6 +32,7 @@ Design decisions:
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as _dt
 import random
 import re
@@ -46,7 +47,9 @@ from datetime import date
 from datetime import datetime
 from datetime import time
 from datetime import timedelta
+from enum import Enum
 from enum import StrEnum
+from typing import Any
 from typing import ClassVar
 from typing import Final
 from typing import Literal
@@ -1709,3 +1712,19 @@ def _verify_manual(text: str, scope: CoiCheckScope) -> ParseResult:
         "type a DIN with its check character (14 characters, e.g. G1234 17 654321 A) "
         f"or a COI with its check character (16 characters starting CH); got {len(body)}",
     )
+
+
+def as_json(value: object) -> Any:
+    """A parsed identifier's fields as JSON values (enums by value, dates and anything else
+    as text): how the scan record stores it and the parse API answers it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

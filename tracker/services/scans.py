@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from enum import Enum
 from typing import Any
 from typing import Protocol
 
@@ -256,18 +255,6 @@ class _Order:
     sites: dict[SiteRole, int]
     journey: Journey
     profile: dict[str, Any]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def _stored_raw(raw: str) -> str:
@@ -1063,7 +1050,7 @@ def _record(
     if isinstance(result, ids.Parsed):
         draft.parsed = {
             "type": type(result.value).__name__,
-            "value": _plain(dataclasses.asdict(result.value)),
+            "value": ids.as_json(result.value),
             "symbology": result.symbology.code if result.symbology else None,
             "check_verified": result.keyboard_check_verified,
         }

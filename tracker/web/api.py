@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date
 from typing import Any
 from typing import Literal
@@ -718,7 +717,7 @@ def parse_identifier(payload: ParseIn) -> ResponseReturnValue:
         {
             "status": "ok",
             "kind": type(result.value).__name__,
-            "parsed": _plain(dataclasses.asdict(result.value)),
+            "parsed": identifiers.as_json(result.value),
         }
     )
 
@@ -755,17 +754,6 @@ def order_fhir(public_id: str) -> ResponseReturnValue:
     response = jsonify(bundle)
     response.mimetype = "application/fhir+json"
     return response
-
-
-def _plain(value: Any) -> Any:
-    """Dataclass fields as JSON values (dates and enums as strings)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 # Every write above accepts an Idempotency-Key (replay, 409 while in flight, 422 on reuse).
