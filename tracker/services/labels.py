@@ -19,6 +19,7 @@ from typing import Literal
 from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
+from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -126,17 +127,18 @@ def printed_barcodes(session: Session, item: Item) -> list[str]:
     kind = rules.APPLIED_LABEL.get(ItemKind(item.kind))
     if kind is None:
         return []
-    return list(
-        session.scalars(
-            select(LabelPrint.barcode_data)
-            .where(
-                LabelPrint.item_id == item.id,
-                LabelPrint.label_kind == kind.value,
-                LabelPrint.status == PrintStatus.done.value,
-            )
-            .order_by(LabelPrint.requested_at.desc(), LabelPrint.id.desc())
-        )
+    return list(session.scalars(_Q_PRINTED, {"item": item.id, "kind": kind.value}))
+
+
+_Q_PRINTED = (
+    select(LabelPrint.barcode_data)
+    .where(
+        LabelPrint.item_id == bindparam("item"),
+        LabelPrint.label_kind == bindparam("kind"),
+        LabelPrint.status == PrintStatus.done.value,
     )
+    .order_by(LabelPrint.requested_at.desc(), LabelPrint.id.desc())
+)
 
 
 def require_label_printed(session: Session, item: Item) -> None:
