@@ -8,21 +8,11 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from tests.conftest import reset_database
 from tests.e2e import test_pages_browser as pages
 from tests.e2e.test_pages_browser import log_in
 from tests.e2e.test_pages_browser import shot
-from tracker import migrate
 from tracker import scheduler
-from tracker.clock import SystemClock
-from tracker.config import Settings
-from tracker.db import make_engine
-from tracker.db import make_session_factory
-from tracker.demo import seed_demo
-from tracker.services.auth import make_hasher
-from tracker.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.browser
 # The same chromium and page fixtures as the other page tests (console errors fail a test).
@@ -41,29 +31,14 @@ def alerts_server(tmp_path_factory):
     """The app and its worker (SQLite mode, console SMS) on a demo database."""
     from tracker.web import create_app
 
-    db = tmp_path_factory.mktemp("alerts-browser") / "alerts.db"
-    settings = Settings(
-        env="test",
-        database_url=f"sqlite:///{db}",
-        secret_key="browser-test-secret",  # type: ignore[arg-type]
-        argon2_time_cost=1,
-        argon2_memory_cost=1024,
-    )
-    engine = make_engine(settings.database_url)
-    reset_database(engine)
-    migrate.upgrade(settings.database_url)
-    with UnitOfWork(make_session_factory(engine)) as uow:
-        seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=SystemClock().now())
-        uow.commit()
+    settings, engine = pages.committed_database(tmp_path_factory, "alerts")
+    pages.load_demo(engine, settings)
     engine.dispose()
     stop = threading.Event()
     worker = threading.Thread(target=scheduler.run, args=(settings, stop), daemon=True)
     worker.start()
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with pages.serving(create_app(settings)) as base:
+        yield base
     stop.set()
     worker.join(10)
 

@@ -13,31 +13,25 @@ import csv
 import io
 import json
 import re
-import threading
 from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from tests.conftest import reset_database
 from tests.e2e import test_pages_browser as pages
 from tests.e2e.test_pages_browser import log_in
 from tests.e2e.test_pages_browser import shot
-from tracker import migrate
 from tracker import verify_certificate as verifier
 from tracker.clock import SystemClock
 from tracker.config import Settings
 from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.demo import DEMO_PASSWORD
-from tracker.demo import seed_demo
 from tracker.domain.custody import ItemKind
 from tracker.models import Item
 from tracker.models import TherapyOrder
 from tracker.services import custody
-from tracker.services.auth import make_hasher
 from tracker.services.principals import principal_for_user
 from tracker.unit_of_work import UnitOfWork
 
@@ -61,26 +55,11 @@ def live(tmp_path_factory):
     """The app on a committed SQLite demo database that the test may also write to."""
     from tracker.web import create_app
 
-    db = tmp_path_factory.mktemp("cockpit-browser") / "cockpit.db"
-    settings = Settings(
-        env="test",
-        database_url=f"sqlite:///{db}",
-        secret_key="browser-test-secret",  # type: ignore[arg-type]
-        argon2_time_cost=1,
-        argon2_memory_cost=1024,
-    )
-    engine = make_engine(settings.database_url)
-    reset_database(engine)
-    migrate.upgrade(settings.database_url)
-    with UnitOfWork(make_session_factory(engine)) as uow:
-        seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=SystemClock().now())
-        uow.commit()
+    settings, engine = pages.committed_database(tmp_path_factory, "cockpit")
+    pages.load_demo(engine, settings)
     engine.dispose()
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Live(f"http://127.0.0.1:{server.server_port}", settings)
-    server.shutdown()
+    with pages.serving(create_app(settings)) as base:
+        yield Live(base, settings)
 
 
 def enter(page, live, who="coordinator"):

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.comparability_seed import SPECS
 from tests.comparability_seed import seed_comparability
 from tests.conftest import WORLD_PASSWORD
-from tests.conftest import reset_database
 from tests.e2e import test_pages_browser as pages
 from tests.e2e.test_pages_browser import log_in
 from tests.e2e.test_pages_browser import shot
 from tests.factories import build_world
 from tests.integration.test_comparability_seeded import expected_for
-from tracker import migrate
 from tracker.clock import SystemClock
-from tracker.config import Settings
-from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.unit_of_work import UnitOfWork
 
@@ -40,26 +34,14 @@ def live(tmp_path_factory):
     """The app on a committed SQLite database holding the seeded multi-site data set."""
     from tracker.web import create_app
 
-    db = tmp_path_factory.mktemp("comparability-browser") / "comparability.db"
-    settings = Settings(
-        env="test",
-        database_url=f"sqlite:///{db}",
-        secret_key="browser-test-secret",  # type: ignore[arg-type]
-        argon2_time_cost=1,
-        argon2_memory_cost=1024,
-    )
-    engine = make_engine(settings.database_url)
-    reset_database(engine)
-    migrate.upgrade(settings.database_url)
+    settings, engine = pages.committed_database(tmp_path_factory, "comparability")
     factory = make_session_factory(engine)
     now = SystemClock().now()
     world = build_world(lambda: UnitOfWork(factory), settings, now)
     seed_comparability(lambda: UnitOfWork(factory), world, now)
     engine.dispose()
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with pages.serving(create_app(settings)) as base:
+        yield base
 
 
 def test_qa_compares_sites_on_charts_and_downloads_the_numbers(page, live):

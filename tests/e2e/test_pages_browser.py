@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from tracker import migrate
 from tracker.clock import SystemClock
 from tracker.config import Settings
 from tracker.db import make_engine
+from tracker.db import make_session_factory
 from tracker.demo import DEMO_PASSWORD
 from tracker.demo import seed_demo
 from tracker.services.auth import make_hasher
@@ -33,12 +36,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    """The real app on a committed SQLite database loaded with the demo data."""
-    from tracker.web import create_app
-
-    db = tmp_path_factory.mktemp("browser") / "browser.db"
+def committed_database(tmp_path_factory, name: str):  # type: ignore[no-untyped-def]
+    """Settings and engine of a new, migrated SQLite file database that the served app and
+    the test both commit to (a browser test cannot share the suite's rolled-back one)."""
+    db = tmp_path_factory.mktemp(name) / f"{name}.db"
     settings = Settings(
         env="test",
         database_url=f"sqlite:///{db}",
@@ -49,18 +50,36 @@ def live_server(tmp_path_factory):
     engine = make_engine(settings.database_url)
     reset_database(engine)
     migrate.upgrade(settings.database_url)
-    from tracker.db import make_session_factory
+    return settings, engine
 
+
+def load_demo(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     with UnitOfWork(make_session_factory(engine)) as uow:
         seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=SystemClock().now())
         uow.commit()
-    engine.dispose()
-    app = create_app(settings)
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app on a free local port in a background thread; its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """The real app on a committed SQLite database loaded with the demo data."""
+    from tracker.web import create_app
+
+    settings, engine = committed_database(tmp_path_factory, "browser")
+    load_demo(engine, settings)
+    engine.dispose()
+    with serving(create_app(settings)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

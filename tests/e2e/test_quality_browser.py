@@ -9,24 +9,18 @@ Screenshots go to tests/artifacts/ (quality-*.png).
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests import scanning as sc
 from tests.conftest import T0
 from tests.conftest import WORLD_PASSWORD
-from tests.conftest import reset_database
 from tests.e2e import test_pages_browser as pages
 from tests.e2e.test_pages_browser import log_in
 from tests.e2e.test_pages_browser import shot
 from tests.factories import build_world
-from tracker import migrate
 from tracker.clock import FixedClock
-from tracker.config import Settings
-from tracker.db import make_engine
 from tracker.db import make_session_factory
 from tracker.unit_of_work import UnitOfWork
 
@@ -40,17 +34,7 @@ def live(tmp_path_factory):  # type: ignore[no-untyped-def]
     """The app and a scan driver on one committed SQLite database and one clock."""
     from tracker.web import create_app
 
-    db = tmp_path_factory.mktemp("quality-browser") / "quality.db"
-    settings = Settings(
-        env="test",
-        database_url=f"sqlite:///{db}",
-        secret_key="browser-test-secret",  # type: ignore[arg-type]
-        argon2_time_cost=1,
-        argon2_memory_cost=1024,
-    )
-    engine = make_engine(settings.database_url)
-    reset_database(engine)
-    migrate.upgrade(settings.database_url)
+    settings, engine = pages.committed_database(tmp_path_factory, "quality")
     factory = make_session_factory(engine)
 
     def new_uow() -> UnitOfWork:
@@ -59,11 +43,8 @@ def live(tmp_path_factory):  # type: ignore[no-untyped-def]
     clock = FixedClock(T0)
     world = build_world(new_uow, settings, clock.now())
     driver = sc.Driver(new_uow, world, clock, settings, sc.make_scanners(new_uow, world, T0))
-    server = make_server("127.0.0.1", 0, create_app(settings, clock=clock), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", driver
-    server.shutdown()
+    with pages.serving(create_app(settings, clock=clock)) as base:
+        yield base, driver
     engine.dispose()
 
 

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from tests.conftest import reset_database
 from tests.e2e.test_pages_browser import CHROMIUM_ARGS
+from tests.e2e.test_pages_browser import committed_database
+from tests.e2e.test_pages_browser import load_demo
 from tests.e2e.test_pages_browser import log_in
+from tests.e2e.test_pages_browser import serving
 from tests.e2e.test_pages_browser import shot
-from tracker import migrate
-from tracker.clock import SystemClock
-from tracker.config import Settings
-from tracker.db import make_engine
 from tracker.db import make_session_factory
-from tracker.demo import seed_demo
 from tracker.domain.identifiers import din_barcode_data
 from tracker.models import Item
 from tracker.models import Patient
 from tracker.models import Scan
 from tracker.models import StepRun
 from tracker.models import TherapyOrder
-from tracker.services.auth import make_hasher
 from tracker.unit_of_work import UnitOfWork
 from tracker.web import STATIC_DIR
 from tracker.web.scan_worker import cached_urls
@@ -40,25 +34,10 @@ def server(tmp_path_factory):
     """The app on a committed SQLite database with the demo data (scanners included)."""
     from tracker.web import create_app
 
-    db = tmp_path_factory.mktemp("scanner") / "scanner.db"
-    settings = Settings(
-        env="test",
-        database_url=f"sqlite:///{db}",
-        secret_key="scanner-browser-test",  # type: ignore[arg-type]
-        argon2_time_cost=1,
-        argon2_memory_cost=1024,
-    )
-    engine = make_engine(settings.database_url)
-    reset_database(engine)
-    migrate.upgrade(settings.database_url)
-    factory = make_session_factory(engine)
-    with UnitOfWork(factory) as uow:
-        seed_demo(uow=uow, hasher=make_hasher(settings), settings=settings, now=SystemClock().now())
-        uow.commit()
-    http = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{http.server_port}", factory
-    http.shutdown()
+    settings, engine = committed_database(tmp_path_factory, "scanner")
+    load_demo(engine, settings)
+    with serving(create_app(settings)) as base:
+        yield base, make_session_factory(engine)
     engine.dispose()
 
 
